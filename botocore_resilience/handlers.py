@@ -1,0 +1,274 @@
+"""The botocore event handlers: the only module that touches botocore's event ``**kwargs``.
+
+Per logical call::
+
+    before-parameter-build.s3  note the bucket and key (S3 only)
+    before-call                admit or reject (CircuitBreakerOpen) before anything is sent
+      request-created          per attempt: attempt > 1 is a retry actually made -> count, log
+      needs-retry              per attempt: remember why it failed; fill botocore's retry gaps
+    after-call                 the call ended with a response: judge it once, record metrics
+    after-call-error           the call ended with an exception: judge it once, record metrics
+
+Per-call state lives in botocore's request ``context`` dict under :data:`CALL_KEY`
+(the same dict every event of a call sees), so nothing is shared between calls.
+
+Every handler runs its body through a guard: an error in our own code is logged and
+swallowed, and the AWS call goes on as if we were not there. The only exception we
+raise on purpose is :class:`CircuitBreakerOpen`, outside the guard.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Optional
+
+from .breaker import CircuitBreaker, Outcome, Permit
+from .classification import describe_attempt, error_code, judge_exception, judge_response
+from .errors import CircuitBreakerOpen
+from .logs import log_internal_error, log_retry
+from .retries import max_attempts_of
+
+if TYPE_CHECKING:
+    from .install import Installation
+
+__all__ = ["CALL_KEY", "EventHandlers"]
+
+CALL_KEY = "botocore_resilience.call"
+_TARGET_KEY = "botocore_resilience.target"
+
+_hyphenized: dict[str, str] = {}
+
+
+def _service_of(model: Any) -> str:
+    service_id = model.service_model.service_id
+    name = _hyphenized.get(service_id)
+    if name is None:
+        name = _hyphenized[service_id] = service_id.hyphenize()
+    return name  # type: ignore[no-any-return]
+
+
+class _Call:
+    """What we remember about one logical call while botocore works on it."""
+
+    __slots__ = ("breaker", "bucket", "key", "operation", "permit", "reason", "service", "started")
+
+    def __init__(
+        self,
+        service: str,
+        operation: str,
+        bucket: str,
+        key: Optional[str],
+        breaker: Optional[CircuitBreaker],
+        permit: Optional[Permit],
+        started: float,
+    ) -> None:
+        self.service = service
+        self.operation = operation
+        self.bucket = bucket
+        self.key = key
+        self.breaker = breaker
+        self.permit = permit
+        self.started = started
+        self.reason = ""  # why the latest attempt failed, for the retry log line
+
+
+class EventHandlers:
+    """Bound methods of one of these are what ``install()`` registers.
+
+    ``installation`` can be swapped (a second ``install()`` on the same target) or set to
+    ``None`` (``uninstall()``): clients that copied these handlers before see the change.
+    """
+
+    def __init__(self, installation: Optional[Installation]) -> None:
+        self.installation = installation
+
+    # -- before-parameter-build.s3 -------------------------------------------------------
+
+    def on_before_parameter_build(self, params: Any, context: Any = None, **kwargs: Any) -> None:
+        if self.installation is None or context is None:
+            return
+        try:
+            bucket = params.get("Bucket")
+            key = params.get("Key")
+            context[_TARGET_KEY] = (
+                bucket if isinstance(bucket, str) else "",
+                key if isinstance(key, str) else None,
+            )
+        except Exception:
+            log_internal_error("before-parameter-build")
+
+    # -- before-call -----------------------------------------------------------------------
+
+    def on_before_call(self, model: Any, context: Any = None, **kwargs: Any) -> None:
+        installation = self.installation
+        if installation is None or context is None:
+            return None
+        try:
+            rejection = self._admit(installation, model, context)
+        except Exception:
+            log_internal_error("before-call")
+            return None
+        if rejection is not None:
+            raise rejection
+        return None
+
+    def _admit(
+        self, installation: Installation, model: Any, context: Any
+    ) -> Optional[CircuitBreakerOpen]:
+        service = _service_of(model)
+        operation = model.name
+        bucket, key = context.get(_TARGET_KEY) or ("", None)
+        circuits = installation.circuits
+        breaker = permit = None
+        if circuits is not None:
+            breaker = circuits.breaker_for(service, context.get("client_region"), operation, bucket)
+            permit = breaker.acquire()
+            if permit is None:
+                installation.safely(
+                    "metrics", installation.metrics.call_finished,
+                    service, operation, bucket, "circuit_open", None,
+                )
+                return CircuitBreakerOpen(
+                    circuit_name=breaker.name,
+                    service=service,
+                    operation=operation,
+                    retry_after=breaker.retry_after(),
+                )
+        context[CALL_KEY] = _Call(
+            service, operation, bucket, key, breaker, permit, installation.clock.monotonic()
+        )
+        return None
+
+    # -- request-created (per attempt) -------------------------------------------------------
+
+    def on_request_created(self, request: Any, **kwargs: Any) -> None:
+        installation = self.installation
+        if installation is None:
+            return
+        try:
+            context = getattr(request, "context", None)
+            call = context.get(CALL_KEY) if context else None
+            if call is None:
+                return
+            attempt = (context.get("retries") or {}).get("attempt", 1)
+            if attempt > 1:
+                retry = attempt - 1
+                log_retry(call.service, call.operation, call.bucket, call.key, retry, call.reason)
+                installation.metrics.retry_made(call.service, call.operation, retry)
+        except Exception:
+            log_internal_error("request-created")
+
+    # -- needs-retry (per attempt) -----------------------------------------------------------
+
+    def on_needs_retry(
+        self,
+        response: Any = None,
+        attempts: int = 1,
+        caught_exception: Optional[BaseException] = None,
+        request_dict: Any = None,
+        operation: Any = None,
+        **kwargs: Any,
+    ) -> Optional[float]:
+        installation = self.installation
+        if installation is None or request_dict is None:
+            return None
+        try:
+            context = request_dict.get("context") or {}
+            call = context.get(CALL_KEY)
+            if call is None:
+                return None
+            status: Optional[int] = None
+            parsed = None
+            if response is not None:
+                http, parsed = response
+                status = http.status_code
+                if status < 400:
+                    return None  # the common case: nothing failed
+            code = error_code(parsed)
+            call.reason = describe_attempt(status, code, caught_exception)
+            client_config = context.get("client_config")
+            retries = getattr(client_config, "retries", None) or {}
+            if retries.get("mode") == "legacy":
+                return None
+            return installation.gap_filler.delay(
+                attempt=attempts,
+                max_attempts=max_attempts_of(client_config),
+                status=status,
+                code=code,
+                exception=caught_exception,
+                retry_context=lambda: _retry_context(
+                    attempts, operation, response, caught_exception, context
+                ),
+            )
+        except Exception:
+            log_internal_error("needs-retry")
+            return None
+
+    # -- after-call / after-call-error --------------------------------------------------------
+
+    def on_after_call(
+        self, http_response: Any = None, parsed: Any = None, context: Any = None, **kwargs: Any
+    ) -> None:
+        installation = self.installation
+        if installation is None or context is None:
+            return
+        try:
+            call = context.pop(CALL_KEY, None)
+            if call is None:
+                return
+            status = http_response.status_code
+            code = error_code(parsed)
+            outcome = judge_response(status, code)
+            self._finish(installation, call, outcome, describe_attempt(status, code, None),
+                         "success" if status < 300 else "error")
+            metadata = parsed.get("ResponseMetadata") if parsed else None
+            if metadata and metadata.get("RetryQuotaReached"):
+                installation.safely(
+                    "metrics", installation.metrics.quota_exhausted, call.service, call.operation
+                )
+        except Exception:
+            log_internal_error("after-call")
+
+    def on_after_call_error(
+        self, exception: Optional[BaseException] = None, context: Any = None, **kwargs: Any
+    ) -> None:
+        installation = self.installation
+        if installation is None or context is None:
+            return
+        try:
+            call = context.pop(CALL_KEY, None)
+            if call is None:
+                return
+            outcome = judge_exception(exception) if exception is not None else Outcome.NOT_COUNTED
+            self._finish(installation, call, outcome, describe_attempt(None, None, exception),
+                         "error")
+        except Exception:
+            log_internal_error("after-call-error")
+
+    @staticmethod
+    def _finish(
+        installation: Installation, call: _Call, outcome: Outcome, cause: str, result: str
+    ) -> None:
+        # The circuit first: the breaker must hear the outcome even if metrics are broken.
+        if call.breaker is not None:
+            call.breaker.record(call.permit, outcome, cause)
+        duration = installation.clock.monotonic() - call.started
+        installation.safely(
+            "metrics", installation.metrics.call_finished,
+            call.service, call.operation, call.bucket, result, duration,
+        )
+
+
+def _retry_context(
+    attempts: int, operation: Any, response: Any, exception: Any, context: Any
+) -> Any:
+    from botocore.retries.standard import RetryContext
+
+    http, parsed = response if response is not None else (None, None)
+    return RetryContext(
+        attempt_number=attempts,
+        operation_model=operation,
+        parsed_response=parsed,
+        http_response=http,
+        caught_exception=exception,
+        request_context=context,
+    )

@@ -1,0 +1,73 @@
+"""What the library logs, on logger ``botocore_resilience`` (contract §7).
+
+Lines carry circuit names, services, operations, buckets, object keys, attempt
+numbers and short reasons (error codes, statuses, exception class names). Never
+credentials, signatures, request or response bodies, or exception messages (which
+can echo any of those).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Optional
+
+from .breaker import CircuitState, Transition
+
+__all__ = ["log_internal_error", "log_retry", "log_transition", "logger"]
+
+logger = logging.getLogger("botocore_resilience")
+
+
+def log_transition(transition: Transition, recovery_timeout: float) -> None:
+    if transition.to_state is CircuitState.OPEN:
+        logger.warning(
+            "circuit %s OPEN after %d consecutive failed calls (last: %s); "
+            "calls fail fast for %g s",
+            transition.circuit_name,
+            transition.consecutive_failures,
+            transition.cause or "unknown",
+            recovery_timeout,
+        )
+    elif transition.to_state is CircuitState.CLOSED:
+        logger.info(
+            "circuit %s CLOSED (was %s: %s)",
+            transition.circuit_name,
+            transition.from_state.value,
+            transition.cause,
+        )
+    else:
+        logger.info("circuit %s HALF_OPEN: letting a probe through", transition.circuit_name)
+
+
+def log_retry(
+    service: str, operation: str, bucket: str, key: Optional[str], attempt: int, reason: str
+) -> None:
+    # attempt counts retries: 1 is the first retry (the second request sent).
+    logger.info(
+        "retry %d of %s %s bucket=%s key=%s after %s",
+        attempt,
+        service,
+        operation,
+        bucket or "-",
+        key if key is not None else "-",
+        reason or "unknown",
+    )
+
+
+_reported: set[str] = set()
+_reported_lock = threading.Lock()
+
+
+def log_internal_error(where: str) -> None:
+    """Log a failure inside our own handlers: WARNING with the traceback the first time
+    for each place, DEBUG after that, so a broken registry cannot flood the logs."""
+    with _reported_lock:
+        first = where not in _reported
+        _reported.add(where)
+    logger.log(
+        logging.WARNING if first else logging.DEBUG,
+        "botocore_resilience: internal error in %s ignored; the AWS call is unaffected",
+        where,
+        exc_info=True,
+    )
