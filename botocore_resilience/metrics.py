@@ -1,0 +1,422 @@
+"""The Prometheus metrics: the only module that touches prometheus-client's metric types.
+
+:func:`metrics_for` creates the six families of the contract (section 6) once per
+``(registry, namespace)`` and hands back a :class:`Metrics` whose methods the
+handlers call with plain values. ``N`` below is the namespace (``botocore`` by
+default; ``s3`` reproduces the seed design's names)::
+
+    >>> from prometheus_client import CollectorRegistry
+    >>> registry = CollectorRegistry()
+    >>> metrics = metrics_for(registry, "s3")
+    >>> metrics.call_finished("s3", "GetObject", "photos", "success", 0.042)
+    >>> registry.get_sample_value(
+    ...     "s3_operations_total",
+    ...     {"service": "s3", "operation": "GetObject", "bucket": "photos", "result": "success"})
+    1.0
+    >>> metrics_for(registry, "s3") is metrics
+    True
+
+Every label holds a value from a small, bounded set: never an object key, a
+request id or an error message. Worst-case series counts, where ``S`` is the
+services used, ``O`` the operations called per service, ``B`` the distinct
+buckets per operation plus one (``""``, the only value for non-S3 services), ``A``
+``max_attempts - 1`` and ``C`` the circuits (one per service/region, times
+operations or buckets under the ``operation``/``bucket`` scopes):
+
+========================================= ==============================================
+family                                    series (worst case)
+========================================= ==============================================
+``N_operations_total``                    ``S x O x B x 3`` (result)
+``N_operation_duration_seconds``          ``S x O x B`` histograms of 17 series each
+                                          (14 buckets + ``+Inf``, ``_sum``, ``_count``)
+``N_circuit_breaker_state``               ``C``
+``N_circuit_breaker_transitions_total``   ``C x 5`` (closed->open, open->half_open,
+                                          half_open->open, half_open->closed,
+                                          open->closed by ``reset()``)
+``N_retry_attempts_total``                ``S x O x A``
+``N_retry_quota_exhausted_total``         ``S x O``
+========================================= ==============================================
+
+Single-process registries also export a ``_created`` sample per counter and
+histogram series (prometheus-client's default); multiprocess mode does not.
+
+``B`` is the only factor the application controls: a program that spreads its
+calls over many buckets (one per tenant, say) multiplies the two per-call
+families by that number.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import weakref
+from collections.abc import Mapping
+from typing import Final, Optional
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.registry import Collector
+
+from .breaker import CircuitState, Transition
+
+__all__ = [
+    "DURATION_BUCKETS",
+    "GAUGE_MULTIPROCESS_MODE",
+    "NULL_METRICS",
+    "Metrics",
+    "MetricsRegistrationError",
+    "NullMetrics",
+    "is_valid_namespace",
+    "metrics_for",
+]
+
+DURATION_BUCKETS: tuple[float, ...] = (
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    20.0,
+    30.0,
+    60.0,
+)
+"""Upper bounds (seconds) of the duration histogram, ``+Inf`` implied.
+
+Why these: a logical call includes retries and backoff. Below 5 ms there is
+nothing to resolve (in-region DynamoDB/SQS round trips and botocore's own
+signing sit there). 10 ms-1 s is where healthy S3/DynamoDB/STS calls live, so it
+is the densest part. 1-10 s catches calls that needed retries: botocore's
+backoff is random up to 1, 2, 4 s for the first three retries. 20 s is
+botocore's backoff cap, and 60 s its default connect and read timeout, so a call
+past 60 s has hit at least one timeout and only needs counting (``+Inf``).
+Fourteen buckets keep each histogram at 17 series.
+"""
+
+GAUGE_MULTIPROCESS_MODE: Final = "livemax"
+"""How the state gauge aggregates over worker processes (``PROMETHEUS_MULTIPROC_DIR``).
+
+Each worker process has its own breakers, so with one worker's ``s3/us-east-1``
+open and another's closed there are two truths. The gauge's values are ordered
+by severity (0 closed < 1 half-open < 2 open), so ``max`` shows the worst one:
+the operator sees *open* while any worker rejects calls, which is what an alert
+on ``N_circuit_breaker_state == 2`` should fire on, without a ``pid`` label that
+multiplies series by workers and grows with every restart (``all``).
+``mostrecent`` would flap between workers' answers (and is newer than
+prometheus-client 0.16, the oldest we support; ``livemax`` is in 0.15+).
+``sum`` is meaningless for a state.
+The ``live`` variant drops a dead worker's value when the server calls
+``prometheus_client.multiprocess.mark_process_dead(pid)`` (gunicorn's
+``child_exit`` hook), so a worker that died with its circuit open does not pin
+the gauge at 2; without that hook it behaves exactly like ``max``.
+"""
+
+RESULTS = frozenset(("success", "error", "circuit_open"))
+
+# The rule prometheus-client applies to whole names (colons are legal, if unusual).
+_NAMESPACE = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*\Z")
+
+
+class MetricsRegistrationError(ValueError):
+    """The registry already holds a collector, not ours, under one of our metric names."""
+
+
+def is_valid_namespace(namespace: str) -> bool:
+    """Whether ``namespace`` can prefix metric names (``""`` means no prefix)."""
+    return namespace == "" or _NAMESPACE.match(namespace) is not None
+
+
+class _CallSeries:
+    """The children for one (service, operation, bucket): found with one dict lookup per call."""
+
+    __slots__ = ("duration", "results")
+
+    def __init__(self, duration: Histogram) -> None:
+        self.duration = duration
+        self.results: dict[str, Counter] = {}  # result -> child, made on first use
+
+
+class Metrics:
+    """The six metric families of one ``(registry, namespace)``; get it from :func:`metrics_for`.
+
+    Per-call methods (:meth:`call_finished`, :meth:`retry_made`,
+    :meth:`quota_exhausted`) keep a dict from label values to the metric child, so
+    a call costs one tuple and one dict lookup before prometheus-client's own
+    locked increment. The caches are filled with ``dict.get`` then
+    ``dict.setdefault``, each atomic under the GIL (and internally locked on
+    free-threaded builds); two threads racing on a new key at worst both call
+    ``.labels()``, which returns the same child under the metric's own lock, so no
+    count is lost or doubled.
+
+    Circuit methods are rare and take ``self._circuit_lock``, which makes "is this
+    transition newer than the last one seen?" and the gauge update one step.
+
+    One live breaker per circuit name is assumed: :meth:`circuit_added` starts
+    the name's transition sequence over, as a new breaker's does.
+    """
+
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        namespace: str,
+        *,
+        environ: Optional[Mapping[str, str]] = None,
+    ) -> None:
+        # The registry is used here and never stored: metrics_for's cache is keyed
+        # weakly by it, and a reference from this value would keep the key alive.
+        # environ (default os.environ) is only asked whether prometheus-client's
+        # multiprocess mode is on; see circuit_removed.
+        self._multiprocess = (
+            multiprocess_dir(os.environ if environ is None else environ) is not None
+        )
+        created: list[Collector] = []
+        try:
+            self._operations = Counter(
+                "operations_total",
+                "Logical AWS calls (retries included), by result: success, error, circuit_open.",
+                ("service", "operation", "bucket", "result"),
+                namespace=namespace,
+                registry=registry,
+            )
+            created.append(self._operations)
+            self._duration = Histogram(
+                "operation_duration_seconds",
+                "Wall time of each logical AWS call that was sent, retries and backoff included.",
+                ("service", "operation", "bucket"),
+                namespace=namespace,
+                registry=registry,
+                buckets=DURATION_BUCKETS,
+            )
+            created.append(self._duration)
+            self._state = Gauge(
+                "circuit_breaker_state",
+                "Circuit breaker state: 0 closed, 1 half-open, 2 open.",
+                ("circuit_name",),
+                namespace=namespace,
+                registry=registry,
+                multiprocess_mode=GAUGE_MULTIPROCESS_MODE,
+            )
+            created.append(self._state)
+            self._transitions = Counter(
+                "circuit_breaker_transitions_total",
+                "Circuit breaker state changes (closed, open, half_open).",
+                ("circuit_name", "from_state", "to_state"),
+                namespace=namespace,
+                registry=registry,
+            )
+            created.append(self._transitions)
+            self._retries = Counter(
+                "retry_attempts_total",
+                'Retries actually made; attempt is "1" for the first retry of a call.',
+                ("service", "operation", "attempt"),
+                namespace=namespace,
+                registry=registry,
+            )
+            created.append(self._retries)
+            self._quota_exhausted = Counter(
+                "retry_quota_exhausted_total",
+                "Calls on which botocore's retry quota ran out.",
+                ("service", "operation"),
+                namespace=namespace,
+                registry=registry,
+            )
+        except ValueError as exc:
+            # Leave the registry as we found it, so a later attempt (or another
+            # namespace) is not blocked by half of our families.
+            for collector in reversed(created):
+                registry.unregister(collector)
+            raise MetricsRegistrationError(
+                f"cannot register the botocore-resilience metrics with namespace {namespace!r}: "
+                f"{exc}. Another collector in this registry already uses one of these names; "
+                "choose another metrics_namespace or registry."
+            ) from exc
+
+        self._calls: dict[tuple[str, str, str], _CallSeries] = {}
+        self._retry_children: dict[tuple[str, str, int], Counter] = {}
+        self._quota_children: dict[tuple[str, str], Counter] = {}
+
+        self._circuit_lock = threading.Lock()
+        self._last_seq: dict[str, int] = {}
+        self._gauges: dict[str, Gauge] = {}
+        self._transition_children: dict[str, dict[tuple[str, str], Counter]] = {}
+
+    # -- per call (hot path) ------------------------------------------------------------
+
+    def call_finished(
+        self, service: str, operation: str, bucket: str, result: str, duration: Optional[float]
+    ) -> None:
+        """Count one logical call; observe its duration unless it was never sent (``None``)."""
+        series = self._calls.get((service, operation, bucket))
+        if series is None:
+            series = self._call_series(service, operation, bucket)
+        counter = series.results.get(result)
+        if counter is None:
+            if result not in RESULTS:
+                raise ValueError(f"result must be one of {sorted(RESULTS)}, not {result!r}")
+            counter = series.results.setdefault(
+                result, self._operations.labels(service, operation, bucket, result)
+            )
+        counter.inc()
+        if duration is not None:
+            series.duration.observe(duration)
+
+    def _call_series(self, service: str, operation: str, bucket: str) -> _CallSeries:
+        series = _CallSeries(self._duration.labels(service, operation, bucket))
+        return self._calls.setdefault((service, operation, bucket), series)
+
+    def retry_made(self, service: str, operation: str, attempt: int) -> None:
+        """Count one retry actually made; ``attempt`` is 1 for a call's first retry."""
+        key = (service, operation, attempt)
+        child = self._retry_children.get(key)
+        if child is None:
+            if attempt < 1:
+                raise ValueError(f"attempt counts retries from 1, not {attempt!r}")
+            child = self._retry_children.setdefault(
+                key, self._retries.labels(service, operation, str(attempt))
+            )
+        child.inc()
+
+    def quota_exhausted(self, service: str, operation: str) -> None:
+        """Count one call on which botocore's retry quota ran out."""
+        key = (service, operation)
+        child = self._quota_children.get(key)
+        if child is None:
+            child = self._quota_children.setdefault(
+                key, self._quota_exhausted.labels(service, operation)
+            )
+        child.inc()
+
+    # -- per circuit (rare) -------------------------------------------------------------
+
+    def circuit_added(self, circuit_name: str, state: CircuitState) -> None:
+        """Export a new breaker's state; its transitions will count their ``seq`` from 1."""
+        with self._circuit_lock:
+            self._last_seq[circuit_name] = 0
+            self._gauge(circuit_name).set(state.gauge_value)
+
+    def transition(self, transition: Transition) -> None:
+        """Count a state change, and show it on the gauge unless a newer one already is.
+
+        The breaker notifies outside its lock, so two threads may deliver its
+        transitions in either order; ``seq`` says which is newer.
+        """
+        name = transition.circuit_name
+        with self._circuit_lock:
+            by_states = self._transition_children.setdefault(name, {})
+            key = (transition.from_state.value, transition.to_state.value)
+            child = by_states.get(key)
+            if child is None:
+                child = by_states[key] = self._transitions.labels(name, *key)
+            child.inc()
+            if transition.seq > self._last_seq.get(name, 0):
+                self._last_seq[name] = transition.seq
+                self._gauge(name).set(transition.to_state.gauge_value)
+
+    def circuit_removed(self, circuit_name: str) -> None:
+        """Drop an evicted circuit's state and transition series. Safe if never added.
+
+        With ``PROMETHEUS_MULTIPROC_DIR`` set, prometheus-client cannot remove a
+        series (the values live in per-process files and removal only warns), so
+        the gauge is set to closed, which an evicted circuit is, and both series
+        stay until the worker exits.
+        """
+        with self._circuit_lock:
+            self._last_seq.pop(circuit_name, None)
+            gauge = self._gauges.pop(circuit_name, None)
+            by_states = self._transition_children.pop(circuit_name, {})
+            if self._multiprocess:
+                if gauge is not None:
+                    gauge.set(CircuitState.CLOSED.gauge_value)
+                return
+            if gauge is not None:
+                self._state.remove(circuit_name)
+            for from_state, to_state in by_states:
+                self._transitions.remove(circuit_name, from_state, to_state)
+
+    def _gauge(self, circuit_name: str) -> Gauge:
+        # Called with self._circuit_lock held.
+        gauge = self._gauges.get(circuit_name)
+        if gauge is None:
+            gauge = self._gauges[circuit_name] = self._state.labels(circuit_name)
+        return gauge
+
+
+class NullMetrics:
+    """Used with ``metrics=off``: every method of :class:`Metrics`, doing nothing."""
+
+    def call_finished(
+        self, service: str, operation: str, bucket: str, result: str, duration: Optional[float]
+    ) -> None:
+        pass
+
+    def retry_made(self, service: str, operation: str, attempt: int) -> None:
+        pass
+
+    def quota_exhausted(self, service: str, operation: str) -> None:
+        pass
+
+    def circuit_added(self, circuit_name: str, state: CircuitState) -> None:
+        pass
+
+    def transition(self, transition: Transition) -> None:
+        pass
+
+    def circuit_removed(self, circuit_name: str) -> None:
+        pass
+
+
+NULL_METRICS = NullMetrics()
+
+# registry -> namespace -> Metrics. Weak keys: a registry a test throws away takes
+# its Metrics with it. Guarded by _cache_lock so two installs racing on one
+# registry cannot both register the families (prometheus-client would refuse the
+# second with "Duplicated timeseries").
+_cache: weakref.WeakKeyDictionary[CollectorRegistry, dict[str, Metrics]] = (
+    weakref.WeakKeyDictionary()
+)
+_cache_lock = threading.Lock()
+
+
+def metrics_for(registry: Optional[CollectorRegistry], namespace: str) -> Metrics:
+    """The :class:`Metrics` of ``registry`` (``None``: prometheus-client's default
+    ``REGISTRY``) under ``namespace``, created on first use and shared afterwards.
+
+    Installing twice on one registry, or two sessions sharing it, gets the same
+    object, so nothing is registered or counted twice.
+
+    Raises:
+        ValueError: ``namespace`` cannot prefix a metric name (see
+            :func:`is_valid_namespace`).
+        MetricsRegistrationError: (a ``ValueError``) a collector that is not ours
+            already uses one of the six names in ``registry``; nothing of ours is
+            left registered.
+    """
+    if not is_valid_namespace(namespace):
+        raise ValueError(
+            f"metrics namespace {namespace!r} is not a valid metric name prefix "
+            "(it must match [a-zA-Z_:][a-zA-Z0-9_:]*)"
+        )
+    if registry is None:
+        registry = REGISTRY
+    with _cache_lock:
+        by_namespace = _cache.get(registry)
+        if by_namespace is None:
+            by_namespace = _cache[registry] = {}
+        metrics = by_namespace.get(namespace)
+        if metrics is None:
+            metrics = by_namespace[namespace] = Metrics(registry, namespace)
+        return metrics
+
+
+def multiprocess_dir(environ: Mapping[str, str]) -> Optional[str]:
+    """The directory of prometheus-client's multiprocess mode, looked up as it does, or ``None``.
+
+    Read when called, never at import. (prometheus-client itself picks its value
+    storage when it is first imported.)
+    """
+    return environ.get("PROMETHEUS_MULTIPROC_DIR") or environ.get("prometheus_multiproc_dir")
