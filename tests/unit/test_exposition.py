@@ -1,0 +1,151 @@
+"""The /metrics server: scraped over real HTTP on 127.0.0.1, one per process, never raising."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import urllib.request
+from collections.abc import Iterator
+
+import pytest
+from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
+
+from botocore_resilience.breaker import CircuitState
+from botocore_resilience.exposition import start_metrics_server, stop_metrics_server
+from botocore_resilience.metrics import metrics_for
+
+NO_MULTIPROC: dict[str, str] = {}
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def scrape(port: int) -> dict[str, list[tuple[str, dict[str, str], float]]]:
+    url = f"http://127.0.0.1:{port}/metrics"
+    with urllib.request.urlopen(url, timeout=10) as response:
+        assert response.status == 200
+        text = response.read().decode("utf-8")
+    return {
+        family.name: [(s.name, s.labels, s.value) for s in family.samples]
+        for family in text_string_to_metric_families(text)
+    }
+
+
+@pytest.fixture(autouse=True)
+def no_server_left_behind() -> Iterator[None]:
+    stop_metrics_server()
+    yield
+    stop_metrics_server()
+
+
+@pytest.fixture
+def registry() -> CollectorRegistry:
+    return CollectorRegistry()
+
+
+def test_serves_the_registry_over_http(registry: CollectorRegistry) -> None:
+    metrics = metrics_for(registry, "botocore")
+    metrics.call_finished("s3", "GetObject", "photos", "success", 0.02)
+    metrics.circuit_added("s3/us-east-1", CircuitState.OPEN)
+    port = free_port()
+
+    assert start_metrics_server(port, "127.0.0.1", registry, environ=NO_MULTIPROC) is True
+
+    families = scrape(port)
+    assert (
+        "botocore_operations_total",
+        {"service": "s3", "operation": "GetObject", "bucket": "photos", "result": "success"},
+        1.0,
+    ) in families["botocore_operations"]
+    assert families["botocore_circuit_breaker_state"] == [
+        ("botocore_circuit_breaker_state", {"circuit_name": "s3/us-east-1"}, 2.0)
+    ]
+    assert "botocore_operation_duration_seconds" in families
+    # Served live: a later increment shows on the next scrape.
+    metrics.call_finished("s3", "GetObject", "photos", "success", 0.02)
+    assert (
+        "botocore_operations_total",
+        {"service": "s3", "operation": "GetObject", "bucket": "photos", "result": "success"},
+        2.0,
+    ) in scrape(port)["botocore_operations"]
+
+
+def test_second_start_on_the_same_port_is_a_quiet_no_op(
+    registry: CollectorRegistry, caplog: pytest.LogCaptureFixture
+) -> None:
+    port = free_port()
+    assert start_metrics_server(port, "127.0.0.1", registry, environ=NO_MULTIPROC) is True
+    with caplog.at_level(logging.DEBUG, logger="botocore_resilience"):
+        assert start_metrics_server(port, "127.0.0.1", registry, environ=NO_MULTIPROC) is False
+        assert start_metrics_server(port, "127.0.0.1", None, environ=NO_MULTIPROC) is False
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+    scrape(port)  # the first server still answers
+
+
+def test_start_on_another_port_warns_and_keeps_the_first(
+    registry: CollectorRegistry, caplog: pytest.LogCaptureFixture
+) -> None:
+    port, other = free_port(), free_port()
+    assert start_metrics_server(port, "127.0.0.1", registry, environ=NO_MULTIPROC) is True
+    with caplog.at_level(logging.WARNING, logger="botocore_resilience"):
+        assert start_metrics_server(other, "127.0.0.1", registry, environ=NO_MULTIPROC) is False
+    [record] = caplog.records
+    assert record.name == "botocore_resilience"
+    assert record.levelno == logging.WARNING
+    assert "already running" in record.getMessage()
+    assert str(port) in record.getMessage()
+    assert str(other) in record.getMessage()
+    scrape(port)
+
+
+def test_port_in_use_warns_and_returns_false(
+    registry: CollectorRegistry, caplog: pytest.LogCaptureFixture
+) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sibling:
+        sibling.bind(("127.0.0.1", 0))
+        sibling.listen()
+        port = sibling.getsockname()[1]
+        with caplog.at_level(logging.WARNING, logger="botocore_resilience"):
+            assert start_metrics_server(port, "127.0.0.1", registry, environ=NO_MULTIPROC) is False
+    [record] = caplog.records
+    assert record.name == "botocore_resilience"
+    assert record.levelno == logging.WARNING
+    assert f"127.0.0.1:{port}" in record.getMessage()
+    # Nothing was left claiming to run: once the port is free, a later start works.
+    assert start_metrics_server(port, "127.0.0.1", registry, environ=NO_MULTIPROC) is True
+    scrape(port)
+
+
+def test_unusable_address_warns_and_returns_false(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="botocore_resilience"):
+        assert start_metrics_server(70000, "127.0.0.1", environ=NO_MULTIPROC) is False
+        assert (
+            start_metrics_server(free_port(), "no such host.invalid", environ=NO_MULTIPROC) is False
+        )
+    assert len(caplog.records) == 2
+    assert all(r.levelno == logging.WARNING for r in caplog.records)
+
+
+def test_missing_multiprocess_directory_warns_and_returns_false(
+    tmp_path: object, caplog: pytest.LogCaptureFixture
+) -> None:
+    environ = {"PROMETHEUS_MULTIPROC_DIR": f"{tmp_path}/does-not-exist"}
+    with caplog.at_level(logging.WARNING, logger="botocore_resilience"):
+        assert start_metrics_server(free_port(), "127.0.0.1", environ=environ) is False
+    [record] = caplog.records
+    assert record.levelno == logging.WARNING
+
+
+def test_stop_frees_the_port(registry: CollectorRegistry) -> None:
+    port = free_port()
+    assert start_metrics_server(port, "127.0.0.1", registry, environ=NO_MULTIPROC) is True
+    assert stop_metrics_server() is True
+    assert stop_metrics_server() is False
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", port))  # would raise EADDRINUSE if still held
+    assert start_metrics_server(port, "127.0.0.1", registry, environ=NO_MULTIPROC) is True
