@@ -250,7 +250,8 @@ class CircuitBreaker:
             elif outcome is Outcome.SUCCESS:
                 self._successes += 1
                 if self._successes >= self._policy.success_threshold:
-                    self._move(CircuitState.CLOSED, self._clock.monotonic(), cause, transitions)
+                    good = f"{self._successes} successful probes"
+                    self._move(CircuitState.CLOSED, self._clock.monotonic(), good, transitions)
 
     def retry_after(self) -> float:
         """Seconds until this circuit may let a probe through (0 if it may now, or is probing)."""

@@ -52,7 +52,9 @@ class Circuits:
         self._by_key: dict[tuple[str, str, str], CircuitBreaker] = {}
         self._lock = threading.Lock()
 
-    def key(self, service: str, region: Optional[str], operation: str, bucket: str) -> tuple[str, str, str]:
+    def key(
+        self, service: str, region: Optional[str], operation: str, bucket: str
+    ) -> tuple[str, str, str]:
         """The cache key of the circuit a call belongs to (cheap: no formatting)."""
         if self._scope == "operation":
             return (service, region or _GLOBAL, operation)

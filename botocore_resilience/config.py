@@ -18,8 +18,9 @@ from __future__ import annotations
 import ipaddress
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any, Callable, Mapping, NamedTuple, Optional
+from typing import Any, Callable, NamedTuple, Optional
 
 from .errors import ConfigurationError
 
@@ -35,7 +36,9 @@ _TRUE = frozenset({"true", "1", "yes", "on"})
 _FALSE = frozenset({"false", "0", "no", "off"})
 _NAME = re.compile(r"[A-Za-z0-9_.-]*\Z")
 _METRIC_PREFIX = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*\Z")
-_HOSTNAME = re.compile(r"(?=.{1,253}\Z)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\Z")
+_HOSTNAME = re.compile(
+    r"(?=.{1,253}\Z)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\Z"
+)
 
 
 class _Invalid(Exception):
@@ -152,9 +155,19 @@ SETTINGS: tuple[Setting, ...] = tuple(
     for option, default, parse, help in (
         ("enabled", True, _boolean, "kill switch: false makes install() register nothing"),
         ("name", "", _name, "prefix of circuit names, to tell installations apart"),
-        ("retry_mode", "adaptive", _choice(*RETRY_MODES), "botocore retry mode where the user set none"),
+        (
+            "retry_mode",
+            "adaptive",
+            _choice(*RETRY_MODES),
+            "botocore retry mode where the user set none",
+        ),
         ("max_attempts", 4, _count, "total attempts incl. the first, where the user set none"),
-        ("breaker", "on", _choice(*BREAKER_MODES), "on, off (retry + metrics only) or metrics-only"),
+        (
+            "breaker",
+            "on",
+            _choice(*BREAKER_MODES),
+            "on, off (retry + metrics only) or metrics-only",
+        ),
         ("scope", "service", _choice(*SCOPES), "what one circuit covers"),
         ("failure_threshold", 5, _count, "consecutive failed calls that open a closed circuit"),
         ("recovery_timeout", 60.0, _seconds, "seconds open before a probe may go"),

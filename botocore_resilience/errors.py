@@ -57,7 +57,9 @@ class CircuitBreakerOpen(BotoCoreError):
 
 
 class ConfigurationError(BotoCoreError, ValueError):
-    """A setting has a value this library cannot use; raised by ``install()`` before it registers anything.
+    """A setting has a value this library cannot use.
+
+    Raised by ``install()`` before it registers anything.
 
     Attributes:
         variable: the environment variable (or keyword option) that holds the bad value.
@@ -75,7 +77,7 @@ class ConfigurationError(BotoCoreError, ValueError):
     fmt = "{variable}={value!r} is not valid: expected {accepted}"
 
     def __init__(self, *, variable: str, value: object, accepted: str, **kwargs: Any) -> None:
-        super().__init__(variable=variable, value=value, accepted=accepted, **kwargs)
+        BotoCoreError.__init__(self, variable=variable, value=value, accepted=accepted, **kwargs)
         self.variable = variable
         self.value = value
         self.accepted = accepted

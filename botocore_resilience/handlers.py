@@ -124,8 +124,13 @@ class EventHandlers:
             permit = breaker.acquire()
             if permit is None:
                 installation.safely(
-                    "metrics", installation.metrics.call_finished,
-                    service, operation, bucket, "circuit_open", None,
+                    "metrics",
+                    installation.metrics.call_finished,
+                    service,
+                    operation,
+                    bucket,
+                    "circuit_open",
+                    None,
                 )
                 return CircuitBreakerOpen(
                     circuit_name=breaker.name,
@@ -146,7 +151,9 @@ class EventHandlers:
             return
         try:
             context = getattr(request, "context", None)
-            call = context.get(CALL_KEY) if context else None
+            if not context:
+                return
+            call = context.get(CALL_KEY)
             if call is None:
                 return
             attempt = (context.get("retries") or {}).get("attempt", 1)
@@ -218,8 +225,13 @@ class EventHandlers:
             status = http_response.status_code
             code = error_code(parsed)
             outcome = judge_response(status, code)
-            self._finish(installation, call, outcome, describe_attempt(status, code, None),
-                         "success" if status < 300 else "error")
+            self._finish(
+                installation,
+                call,
+                outcome,
+                describe_attempt(status, code, None),
+                "success" if status < 300 else "error",
+            )
             metadata = parsed.get("ResponseMetadata") if parsed else None
             if metadata and metadata.get("RetryQuotaReached"):
                 installation.safely(
@@ -239,8 +251,9 @@ class EventHandlers:
             if call is None:
                 return
             outcome = judge_exception(exception) if exception is not None else Outcome.NOT_COUNTED
-            self._finish(installation, call, outcome, describe_attempt(None, None, exception),
-                         "error")
+            self._finish(
+                installation, call, outcome, describe_attempt(None, None, exception), "error"
+            )
         except Exception:
             log_internal_error("after-call-error")
 
@@ -253,8 +266,13 @@ class EventHandlers:
             call.breaker.record(call.permit, outcome, cause)
         duration = installation.clock.monotonic() - call.started
         installation.safely(
-            "metrics", installation.metrics.call_finished,
-            call.service, call.operation, call.bucket, result, duration,
+            "metrics",
+            installation.metrics.call_finished,
+            call.service,
+            call.operation,
+            call.bucket,
+            result,
+            duration,
         )
 
 

@@ -19,14 +19,22 @@ whole.
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Callable, Optional
 
 from botocore.config import Config
 
 from .classification import botocore_retries, is_retryable_attempt
 
-__all__ = ["GapFiller", "RetryDefaults", "apply_retry_defaults", "restore_retry_defaults"]
+__all__ = [
+    "GapFiller",
+    "RetryDefaults",
+    "apply_retry_defaults",
+    "client_config_with_defaults",
+    "missing_retry_settings",
+    "restore_retry_defaults",
+]
 
 _MAX_BACKOFF = 20.0
 _BASE = 2.0
@@ -42,15 +50,37 @@ class RetryDefaults:
 
 
 def _user_set(session: Any, logical_name: str, environ: Mapping[str, str]) -> bool:
-    env_name = "AWS_" + logical_name.upper()
-    if environ.get(env_name):
+    """Whether the user set ``retry_mode``/``max_attempts`` in any place botocore reads it
+    from (besides a client ``Config``): environment, session instance variable, profile."""
+    if environ.get("AWS_" + logical_name.upper()):
         return True
-    # Instance variables and the profile, without botocore's built-in default.
+    if session.instance_variables().get(logical_name) is not None:
+        return True
     try:
-        value = session.get_config_variable(logical_name, methods=("instance", "config"))
-    except Exception:  # e.g. ProfileNotFound: the client would fail too; don't guess
+        return session.get_scoped_config().get(logical_name) is not None
+    except Exception:  # e.g. ProfileNotFound: client creation will say so; don't guess
         return False
-    return value is not None
+
+
+def missing_retry_settings(
+    session: Any,
+    existing: Mapping[str, Any],
+    retry_mode: str,
+    max_attempts: int,
+    environ: Mapping[str, str],
+) -> dict[str, Any]:
+    """The ``retries`` entries to add for ``session``, given the ``existing`` retries config:
+    ``mode`` and/or ``total_max_attempts``, each only if the user set it nowhere."""
+    retries: dict[str, Any] = {}
+    if "mode" not in existing and not _user_set(session, "retry_mode", environ):
+        retries["mode"] = retry_mode
+    if (
+        "max_attempts" not in existing
+        and "total_max_attempts" not in existing
+        and not _user_set(session, "max_attempts", environ)
+    ):
+        retries["total_max_attempts"] = max_attempts
+    return retries
 
 
 def apply_retry_defaults(
@@ -64,19 +94,31 @@ def apply_retry_defaults(
     """
     previous = session.get_default_client_config()
     existing = dict(getattr(previous, "retries", None) or {})
-    retries: dict[str, Any] = {}
-    if "mode" not in existing and not _user_set(session, "retry_mode", environ):
-        retries["mode"] = retry_mode
-    if (
-        "max_attempts" not in existing
-        and "total_max_attempts" not in existing
-        and not _user_set(session, "max_attempts", environ)
-    ):
-        retries["total_max_attempts"] = max_attempts
+    retries = missing_retry_settings(session, existing, retry_mode, max_attempts, environ)
     if retries:
         merged = Config(retries={**existing, **retries})
         session.set_default_client_config(previous.merge(merged) if previous else merged)
     return RetryDefaults(previous=previous, applied=retries)
+
+
+def client_config_with_defaults(
+    session: Any,
+    config: Optional[Config],
+    retry_mode: str,
+    max_attempts: int,
+    environ: Mapping[str, str],
+) -> Optional[Config]:
+    """The ``config`` to pass to ``session.create_client`` so that the client gets our retry
+    defaults where the user set none (used where we see client creation, not the session)."""
+    if config is not None and config.retries is not None:
+        return config  # the user chose this client's retry settings
+    default = session.get_default_client_config()
+    existing = dict(getattr(default, "retries", None) or {})
+    retries = missing_retry_settings(session, existing, retry_mode, max_attempts, environ)
+    if not retries:
+        return config
+    ours = Config(retries={**existing, **retries})
+    return config.merge(ours) if config is not None else ours
 
 
 def restore_retry_defaults(session: Any, defaults: RetryDefaults) -> None:

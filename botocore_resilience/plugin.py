@@ -1,0 +1,63 @@
+"""Zero-code install through botocore's client plugins (botocore >= 1.39.9).
+
+With ``BOTOCORE_EXPERIMENTAL__PLUGINS="resilience=botocore_resilience.plugin"`` in the
+environment, botocore calls :func:`initialize_client_plugin` for every client it
+creates. All those clients share one installation built from the environment.
+
+botocore calls plugins *after* it has built the client's retry handler, so this path
+cannot choose the retry mode: set ``AWS_RETRY_MODE=adaptive`` beside it if you want
+adaptive mode. Circuits, metrics, logging and retry gap-filling all apply.
+
+botocore swallows errors raised by plugins (logging them at DEBUG), so a bad
+``BOTOCORE_RESILIENCE_*`` value is logged here at ERROR instead, once, and the
+clients run without the plugin.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any, Optional
+
+from .config import Settings
+from .errors import ConfigurationError
+from .global_install import attach_client
+from .handlers import EventHandlers
+from .install import Installation
+from .logs import logger
+
+__all__ = ["initialize_client_plugin"]
+
+_lock = threading.Lock()
+_handlers: Optional[EventHandlers] = None
+_failed = False
+
+
+def initialize_client_plugin(client: Any) -> None:
+    """botocore's plugin entry point: cover ``client``."""
+    handlers = _shared_handlers()
+    if handlers is not None:
+        attach_client(client, handlers)
+
+
+def _shared_handlers() -> Optional[EventHandlers]:
+    global _handlers, _failed
+    with _lock:
+        if _handlers is None and not _failed:
+            try:
+                settings = Settings.from_env(os.environ)
+            except ConfigurationError as error:
+                _failed = True
+                logger.error("botocore_resilience plugin not installed: %s", error)
+                return None
+            if not settings.enabled:
+                _failed = True
+                return None
+            _handlers = EventHandlers(Installation(settings))
+        return _handlers
+
+
+def _reset_for_tests() -> None:
+    global _handlers, _failed
+    with _lock:
+        _handlers, _failed = None, False
