@@ -52,7 +52,7 @@ import re
 import threading
 import weakref
 from collections.abc import Mapping
-from typing import Final, Optional
+from typing import Final, Optional, Protocol
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.registry import Collector
@@ -65,6 +65,7 @@ __all__ = [
     "NULL_METRICS",
     "Metrics",
     "MetricsRegistrationError",
+    "MetricsSink",
     "NullMetrics",
     "is_valid_namespace",
     "metrics_for",
@@ -129,6 +130,24 @@ class MetricsRegistrationError(ValueError):
 def is_valid_namespace(namespace: str) -> bool:
     """Whether ``namespace`` can prefix metric names (``""`` means no prefix)."""
     return namespace == "" or _NAMESPACE.match(namespace) is not None
+
+
+class MetricsSink(Protocol):
+    """What the handlers call: satisfied by :class:`Metrics` and :class:`NullMetrics`."""
+
+    def call_finished(
+        self, service: str, operation: str, bucket: str, result: str, duration: Optional[float]
+    ) -> None: ...
+
+    def retry_made(self, service: str, operation: str, attempt: int) -> None: ...
+
+    def quota_exhausted(self, service: str, operation: str) -> None: ...
+
+    def circuit_added(self, circuit_name: str, state: CircuitState) -> None: ...
+
+    def transition(self, transition: Transition) -> None: ...
+
+    def circuit_removed(self, circuit_name: str) -> None: ...
 
 
 class _CallSeries:

@@ -6,16 +6,21 @@ import logging
 import socket
 import urllib.request
 from collections.abc import Iterator
+from importlib.metadata import version
 
 import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
+from botocore_resilience import exposition
 from botocore_resilience.breaker import CircuitState
 from botocore_resilience.exposition import start_metrics_server, stop_metrics_server
 from botocore_resilience.metrics import metrics_for
 
 NO_MULTIPROC: dict[str, str] = {}
+
+# prometheus-client returns the server (so it can be stopped) from 0.20 on.
+STOPPABLE = tuple(int(part) for part in version("prometheus-client").split(".")[:2]) >= (0, 20)
 
 
 def free_port() -> int:
@@ -36,11 +41,18 @@ def scrape(port: int) -> dict[str, list[tuple[str, dict[str, str], float]]]:
     }
 
 
+def forget_server() -> None:
+    if not stop_metrics_server():
+        # Older prometheus-client: the server cannot be stopped. Forget it so the next
+        # test starts its own; it keeps its port, which bind(0) never hands out again.
+        exposition._running = None
+
+
 @pytest.fixture(autouse=True)
 def no_server_left_behind() -> Iterator[None]:
-    stop_metrics_server()
+    forget_server()
     yield
-    stop_metrics_server()
+    forget_server()
 
 
 @pytest.fixture
@@ -141,6 +153,7 @@ def test_missing_multiprocess_directory_warns_and_returns_false(
     assert record.levelno == logging.WARNING
 
 
+@pytest.mark.skipif(not STOPPABLE, reason="prometheus-client < 0.20 cannot stop its server")
 def test_stop_frees_the_port(registry: CollectorRegistry) -> None:
     port = free_port()
     assert start_metrics_server(port, "127.0.0.1", registry, environ=NO_MULTIPROC) is True
@@ -149,3 +162,12 @@ def test_stop_frees_the_port(registry: CollectorRegistry) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", port))  # would raise EADDRINUSE if still held
     assert start_metrics_server(port, "127.0.0.1", registry, environ=NO_MULTIPROC) is True
+
+
+@pytest.mark.skipif(STOPPABLE, reason="prometheus-client >= 0.20 can stop its server")
+def test_stop_is_a_no_op_when_prometheus_client_cannot_stop(registry: CollectorRegistry) -> None:
+    port = free_port()
+    assert start_metrics_server(port, "127.0.0.1", registry, environ=NO_MULTIPROC) is True
+    assert stop_metrics_server() is False
+    assert start_metrics_server(port, "127.0.0.1", registry, environ=NO_MULTIPROC) is False
+    scrape(port)

@@ -18,6 +18,7 @@ from botocore_resilience.metrics import (
     NULL_METRICS,
     Metrics,
     MetricsRegistrationError,
+    MetricsSink,
     NullMetrics,
     is_valid_namespace,
     metrics_for,
@@ -104,7 +105,9 @@ def test_call_finished_counts_each_result_and_observes_duration(
     metrics.call_finished("s3", "GetObject", "photos", "circuit_open", None)
     metrics.call_finished("dynamodb", "GetItem", "", "success", 0.004)
 
-    def ops(result: str, service: str = "s3", operation: str = "GetObject", bucket: str = "photos"):
+    def ops(
+        result: str, service: str = "s3", operation: str = "GetObject", bucket: str = "photos"
+    ) -> Optional[float]:
         return value(
             registry,
             "botocore_operations_total",
@@ -548,3 +551,10 @@ def test_null_metrics_has_every_method_and_does_nothing() -> None:
     null.transition(transition(1, CLOSED, OPEN))
     null.circuit_removed("s3/us-east-1")
     assert isinstance(NULL_METRICS, NullMetrics)
+
+
+def test_both_satisfy_the_sink_protocol(metrics: Metrics) -> None:
+    sinks: list[MetricsSink] = [metrics, NullMetrics()]  # checked by mypy where it runs
+    protocol = {name for name in vars(MetricsSink) if not name.startswith("_")}
+    assert protocol == {name for name in vars(Metrics) if not name.startswith("_")}
+    assert len(sinks) == 2
