@@ -1,0 +1,163 @@
+"""The WSGI fault layer in front of moto: latency, injected error responses, request counting."""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterable
+from typing import Any, Callable, Optional
+
+from ._counter import RecordedRequest, RequestCounter
+from ._faults import HTTPFault, render
+from ._rules import RuleBook
+from ._s3_requests import S3Request, describe
+
+__all__ = ["INTERNAL_HEADER", "FaultLayer"]
+
+# Requests carrying this header (the server's own housekeeping calls) skip the layer.
+INTERNAL_HEADER = "x-botocore-resilience-internal"
+_INTERNAL_ENVIRON_KEY = "HTTP_" + INTERNAL_HEADER.upper().replace("-", "_")
+_ATTEMPT = re.compile(r"attempt=(\d+)")
+
+StartResponse = Callable[..., Any]
+WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+
+
+class FaultLayer:
+    """WSGI middleware: hold each request back by ``latency``, answer it with a fault if a rule
+    fires, else pass it to moto; record every request either way.
+
+    ``stopping`` is set while the server shuts down: it cuts latency waits short, so
+    stopping never waits for them.
+    """
+
+    def __init__(
+        self,
+        *,
+        account_id: str,
+        rules: RuleBook[HTTPFault],
+        counter: RequestCounter,
+        stopping: threading.Event,
+    ) -> None:
+        self.app: Optional[WSGIApp] = None  # moto's app, set before the first request
+        self._account_id = account_id
+        self._rules = rules
+        self._counter = counter
+        self._stopping = stopping
+        self._lock = threading.Lock()
+        self._latency = 0.0
+
+    @property
+    def latency(self) -> float:
+        with self._lock:
+            return self._latency
+
+    @latency.setter
+    def latency(self, seconds: float) -> None:
+        if not seconds >= 0:  # also rejects NaN
+            raise ValueError(f"latency must be >= 0 seconds, not {seconds!r}")
+        with self._lock:
+            self._latency = float(seconds)
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        app = self.app
+        assert app is not None, "FaultLayer.app must be set before serving"
+        # moto keeps one store per account: each server gets its own account.
+        environ.setdefault("HTTP_X_MOTO_ACCOUNT_ID", self._account_id)
+        path = _decode(environ.get("PATH_INFO", ""))
+        if environ.get(_INTERNAL_ENVIRON_KEY) or path.startswith("/moto-api"):
+            return app(environ, start_response)
+
+        method = environ.get("REQUEST_METHOD", "GET").upper()
+        request = describe(
+            method,
+            path,
+            environ.get("QUERY_STRING", ""),
+            copy_source="HTTP_X_AMZ_COPY_SOURCE" in environ,
+        )
+        attempt_match = _ATTEMPT.search(environ.get("HTTP_AMZ_SDK_REQUEST", ""))
+        attempt = int(attempt_match.group(1)) if attempt_match else None
+
+        delay = self.latency
+        if delay > 0 and self._stopping.wait(delay):
+            # The server is stopping; its sockets are closing under us. Answer nothing real.
+            start_response("503 Service Unavailable", [("Content-Length", "0")])
+            self._record(request, path, None, None, delay, attempt)
+            return [b""]
+
+        facts = {
+            "method": method,
+            "bucket": request.bucket,
+            "key": request.key,
+            "operation": request.operation,
+        }
+        fault = self._rules.take(facts)
+        if fault is not None:
+            # Read the request body first: closing a socket with unread input makes the
+            # kernel send a reset, and the client would see that instead of our answer.
+            _drain(environ)
+            wire = render(fault, protocol="rest-xml", service_id="s3", method=method)
+            start_response(wire.status_line, list(wire.headers.items()))
+            self._record(request, path, fault.status, fault, delay, attempt)
+            return [wire.body]
+
+        statuses: list[str] = []
+
+        def capture(status: str, headers: Any, exc_info: Any = None) -> Any:
+            statuses.append(status)
+            return start_response(status, headers, exc_info)
+
+        body = app(environ, capture)
+        status = int(statuses[-1].split(None, 1)[0]) if statuses else None
+        self._record(request, path, status, None, delay, attempt)
+        return body
+
+    def _record(
+        self,
+        request: S3Request,
+        path: str,
+        status: Optional[int],
+        fault: Optional[HTTPFault],
+        delay: float,
+        attempt: Optional[int],
+    ) -> None:
+        self._counter.record(
+            RecordedRequest(
+                method=request.method,
+                path=path,
+                bucket=request.bucket,
+                key=request.key,
+                operation=request.operation,
+                status=status,
+                fault=fault,
+                added_latency=delay,
+                attempt=attempt,
+            )
+        )
+
+
+def _decode(wsgi_path: str) -> str:
+    # WSGI hands paths over as latin-1 decoded bytes; S3 keys are UTF-8.
+    try:
+        return wsgi_path.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        return wsgi_path
+
+
+def _drain(environ: dict[str, Any]) -> None:
+    stream = environ.get("wsgi.input")
+    if stream is None:
+        return
+    if environ.get("wsgi.input_terminated"):
+        while stream.read(65536):
+            pass
+        return
+    try:
+        remaining = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return
+    while remaining > 0:
+        chunk = stream.read(min(remaining, 65536))
+        if not chunk:
+            break
+        remaining -= len(chunk)

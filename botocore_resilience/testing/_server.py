@@ -1,0 +1,417 @@
+"""A real S3 on 127.0.0.1: moto's server app behind a fault layer, in a background thread.
+
+moto and werkzeug are imported when a server first starts, never at import
+time, so ``import botocore_resilience.testing`` works without the ``testing``
+extra.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+import socket
+import threading
+import uuid
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Optional
+
+from ._counter import RequestCounter
+from ._faults import HTTPFault
+from ._middleware import INTERNAL_HEADER, FaultLayer, WSGIApp
+from ._rules import FaultRule, RuleBook
+
+if TYPE_CHECKING:
+    from werkzeug.serving import BaseWSGIServer
+
+__all__ = ["DUMMY_CREDENTIALS", "REGION", "LocalS3"]
+
+_logger = logging.getLogger("botocore_resilience.testing")
+
+REGION = "us-east-1"
+"""The region every client made by :meth:`LocalS3.client` uses."""
+DUMMY_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+"""The credentials every client made by :meth:`LocalS3.client` uses (moto accepts any)."""
+
+# How often the serving loop checks for a stop request: the most stop() can wait.
+_POLL_INTERVAL = 0.05
+
+
+class LocalS3:
+    """A local S3 (moto) served over real HTTP on ``127.0.0.1``, with faults on demand.
+
+    The port is chosen when the server first starts and kept across
+    :meth:`stop`/:meth:`start`, so a stopped server refuses connections on the
+    very port its clients use (botocore raises ``EndpointConnectionError``) and a
+    restarted one serves them again.
+
+    >>> from botocore_resilience.testing import LocalS3, SLOW_DOWN
+    >>> with LocalS3() as s3:  # doctest: +SKIP
+    ...     client = s3.client()
+    ...     bucket = s3.create_bucket()
+    ...     s3.inject(SLOW_DOWN, times=2, operation="PutObject")
+    ...     client.put_object(Bucket=bucket, Key="k", Body=b"v")  # retried twice by botocore
+    ...     s3.requests.count(operation="PutObject")
+    3
+
+    State: moto keeps its data in process-global stores. Each server gets its
+    own AWS account id (``account_id``), which keeps its buckets apart from other
+    servers' and from ``mock_aws`` (default account) in listings, but bucket
+    *names* are global, as in AWS, and ``moto.mock_aws`` wipes every store,
+    this server's included, when it starts and when it stops. Use
+    :meth:`clear_storage` to drop this server's buckets.
+
+    Thread-safe: every method may be called from any thread, and the server
+    handles each request in its own thread.
+    """
+
+    def __init__(self, *, port: int = 0, account_id: Optional[str] = None) -> None:
+        """``port=0`` (the default) picks a free port at the first :meth:`start`."""
+        self._host = "127.0.0.1"
+        self._port = port
+        self.account_id = account_id or str(random.randrange(10**11, 10**12))
+        self._rules: RuleBook[HTTPFault] = RuleBook()
+        self._counter = RequestCounter()
+        self._stopping = threading.Event()
+        self._connections = _Connections()
+        self._lifecycle = threading.RLock()
+        self._layer = FaultLayer(
+            account_id=self.account_id,
+            rules=self._rules,
+            counter=self._counter,
+            stopping=self._stopping,
+        )
+        self._server: Optional[BaseWSGIServer] = None
+        self._thread: Optional[threading.Thread] = None
+        self._internal: Any = None
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def start(self) -> LocalS3:
+        """Start serving (idempotent); returns ``self``. Raises ``OSError`` if the port is taken."""
+        with self._lifecycle:
+            if self._server is not None:
+                return self
+            if self._layer.app is None:
+                self._layer.app = _moto_app(self.account_id)
+            from werkzeug.serving import make_server
+
+            listener = _listen(self._host, self._port)
+            try:
+                server = make_server(
+                    self._host,
+                    listener.getsockname()[1],
+                    self._layer,  # type: ignore[arg-type]
+                    threaded=True,
+                    request_handler=_handler_class(self._connections),
+                    fd=listener.fileno(),  # werkzeug duplicates it
+                )
+            finally:
+                listener.close()
+            self._port = server.server_address[1]
+            self._stopping.clear()
+            thread = threading.Thread(
+                target=server.serve_forever,
+                kwargs={"poll_interval": _POLL_INTERVAL},
+                name=f"LocalS3:{self._port}",
+                daemon=True,
+            )
+            thread.start()
+            self._server, self._thread = server, thread
+            _logger.debug("LocalS3 serving on %s", self.endpoint_url)
+            return self
+
+    def stop(self) -> None:
+        """Stop serving (idempotent): new connections are refused, open ones are closed.
+
+        Requests held back by :attr:`latency` are cut short. The port stays this
+        server's: :meth:`start` binds it again.
+        """
+        with self._lifecycle:
+            server, thread = self._server, self._thread
+            if server is None or thread is None:
+                return
+            self._stopping.set()
+            server.shutdown()  # returns once the serving loop has exited
+            server.server_close()  # from here on, connecting is refused
+            self._connections.close_all()  # keep-alive and in-flight ones too
+            thread.join()
+            self._server = self._thread = None
+            _logger.debug("LocalS3 on port %s stopped", self._port)
+
+    @property
+    def running(self) -> bool:
+        """``True`` between :meth:`start` and :meth:`stop`."""
+        with self._lifecycle:
+            return self._server is not None
+
+    def __enter__(self) -> LocalS3:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: Optional[type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        self.stop()
+
+    # -- where it is ---------------------------------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        """The TCP port (known once the server has started)."""
+        if not self._port:
+            raise RuntimeError("LocalS3 has no port until it has been started")
+        return self._port
+
+    @property
+    def endpoint_url(self) -> str:
+        """``http://127.0.0.1:<port>``: pass it as boto3's ``endpoint_url``."""
+        return f"http://{self._host}:{self.port}"
+
+    # -- faults, latency, counting -------------------------------------------------------------
+
+    def inject(
+        self,
+        fault: HTTPFault,
+        *,
+        times: Optional[int] = 1,
+        method: Optional[str] = None,
+        bucket: Optional[str] = None,
+        key: Optional[str] = None,
+        operation: Optional[str] = None,
+    ) -> FaultRule[HTTPFault]:
+        """Answer the next ``times`` matching requests with ``fault`` (``None``: until cleared).
+
+        Filters left ``None`` match every request; ``operation`` is the S3
+        operation name (``"GetObject"``). Rules are tried in the order they were
+        added, and the first that matches answers the request.
+
+        >>> s3.inject(SLOW_DOWN, times=3)  # doctest: +SKIP
+        >>> s3.inject(INTERNAL_ERROR, times=None, method="PUT", bucket="b")  # doctest: +SKIP
+        """
+        if not isinstance(fault, HTTPFault):
+            raise TypeError(
+                "LocalS3 injects HTTPFault responses; for connection refusal use stop(), "
+                f"for other connection errors FaultInjector (got {fault!r})"
+            )
+        criteria = {
+            "method": method.upper() if method else None,
+            "bucket": bucket,
+            "key": key,
+            "operation": operation,
+        }
+        return self._rules.add(fault, times, criteria)
+
+    def clear_faults(self) -> None:
+        """Remove every injected fault."""
+        self._rules.clear()
+
+    @property
+    def faults(self) -> list[FaultRule[HTTPFault]]:
+        """The fault rules that can still fire, in the order they are tried."""
+        return self._rules.rules
+
+    @property
+    def faults_injected(self) -> int:
+        """How many responses were faults since the last :meth:`reset`."""
+        return self._rules.injected
+
+    @property
+    def latency(self) -> float:
+        """Seconds every request is held back before it is answered (default ``0``).
+
+        The only deliberate delay in this module; a :meth:`stop` cuts it short.
+        """
+        return self._layer.latency
+
+    @latency.setter
+    def latency(self, seconds: float) -> None:
+        self._layer.latency = seconds
+
+    @property
+    def requests(self) -> RequestCounter:
+        """Every request that reached the server (refused connections never do)."""
+        return self._counter
+
+    def reset(self) -> None:
+        """Clear faults and latency and forget recorded requests; stored data stays."""
+        self._rules.clear()
+        self._rules.reset_count()
+        self.latency = 0.0
+        self._counter.reset()
+
+    # -- clients and data ----------------------------------------------------------------------
+
+    def session(self) -> Any:
+        """A new ``boto3.Session`` with dummy credentials and region ``us-east-1``."""
+        import boto3
+
+        return boto3.Session(region_name=REGION, **DUMMY_CREDENTIALS)
+
+    def client(self, *, session: Any = None, config: Any = None, **kwargs: Any) -> Any:
+        """A boto3 S3 client for this server: dummy credentials, ``us-east-1``, path-style.
+
+        ``session`` (a boto3 or botocore session, default :meth:`session`) is
+        where the client comes from: pass one on which
+        ``botocore_resilience.install()`` ran. ``config`` is merged with
+        ``Config(s3={"addressing_style": "path"})``. No retry settings are set
+        here, so the retry mode and attempts are whatever the session, the
+        environment or the installed plugin choose. Other keyword arguments go
+        to ``client()``.
+
+        >>> from botocore.config import Config
+        >>> client = s3.client(config=Config(retries={"total_max_attempts": 1}))  # doctest: +SKIP
+        """
+        from botocore.config import Config
+
+        s3_options = {"addressing_style": "path"}
+        if config is not None and getattr(config, "s3", None):
+            s3_options.update(config.s3)
+        merged = (config or Config()).merge(Config(s3=s3_options))
+        session = session if session is not None else self.session()
+        create = getattr(session, "client", None) or session.create_client
+        options: dict[str, Any] = {"region_name": REGION, **DUMMY_CREDENTIALS, **kwargs}
+        return create("s3", endpoint_url=self.endpoint_url, config=merged, **options)
+
+    def create_bucket(self, name: Optional[str] = None) -> str:
+        """Create a bucket (a fresh unique name by default) and return its name.
+
+        Goes around faults, latency and the request counter.
+        """
+        name = name or f"test-{uuid.uuid4().hex}"
+        self._internal_client().create_bucket(Bucket=name)
+        return name
+
+    def clear_storage(self) -> None:
+        """Delete every bucket of this server's account, with its objects, versions and uploads.
+
+        Goes around faults, latency and the request counter.
+        """
+        s3 = self._internal_client()
+        for bucket in s3.list_buckets().get("Buckets", []):
+            name = bucket["Name"]
+            for page in s3.get_paginator("list_object_versions").paginate(Bucket=name):
+                doomed = [
+                    {"Key": v["Key"], "VersionId": v["VersionId"]}
+                    for v in page.get("Versions", []) + page.get("DeleteMarkers", [])
+                ]
+                if doomed:
+                    s3.delete_objects(Bucket=name, Delete={"Objects": doomed, "Quiet": True})
+            for upload in s3.list_multipart_uploads(Bucket=name).get("Uploads", []):
+                s3.abort_multipart_upload(
+                    Bucket=name, Key=upload["Key"], UploadId=upload["UploadId"]
+                )
+            s3.delete_bucket(Bucket=name)
+
+    def __repr__(self) -> str:
+        where = self.endpoint_url if self._port else "not started"
+        state = "running" if self.running else "stopped"
+        return f"LocalS3({where}, {state}, account_id={self.account_id!r})"
+
+    # -- internals -----------------------------------------------------------------------------
+
+    def _internal_client(self) -> Any:
+        with self._lifecycle:
+            if not self.running:
+                raise RuntimeError("LocalS3 is stopped; start() it first")
+            if self._internal is None:
+                from botocore.config import Config
+
+                client = self.client(
+                    config=Config(
+                        retries={"mode": "standard", "total_max_attempts": 1},
+                        connect_timeout=5,
+                        read_timeout=30,
+                    )
+                )
+                client.meta.events.register("before-sign.s3", _mark_internal)
+                self._internal = client
+            return self._internal
+
+
+def _mark_internal(request: Any, **_: Any) -> None:
+    request.headers[INTERNAL_HEADER] = "1"
+
+
+def _moto_app(account_id: str) -> WSGIApp:
+    try:
+        from moto.moto_server.werkzeug_app import (
+            DomainDispatcherApplication,
+            create_backend_app,
+        )
+        from werkzeug.test import Client
+    except ImportError as error:  # pragma: no cover - depends on the installation
+        raise ImportError(
+            "LocalS3 needs moto's server: pip install 'botocore-resilience[testing]'"
+        ) from error
+    app: WSGIApp = DomainDispatcherApplication(create_backend_app)
+    # Build moto's S3 app now (a ListBuckets in-process), so that the first real
+    # request, maybe made with a short read timeout, is not the one that waits for it.
+    Client(app).get("/", headers={"x-moto-account-id": account_id})
+    return app
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    # Bound here rather than by werkzeug, which exits the process when a port is taken.
+    # SO_REUSEADDR lets a restart bind the port while old connections sit in TIME_WAIT.
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((host, port))
+        listener.listen(256)
+    except BaseException:
+        listener.close()
+        raise
+    return listener
+
+
+class _Connections:
+    """The sockets the server has accepted and not yet closed."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._open: set[socket.socket] = set()
+
+    def add(self, connection: socket.socket) -> None:
+        with self._lock:
+            self._open.add(connection)
+
+    def discard(self, connection: socket.socket) -> None:
+        with self._lock:
+            self._open.discard(connection)
+
+    def close_all(self) -> None:
+        with self._lock:
+            connections, self._open = self._open, set()
+        for connection in connections:
+            # shutdown, not close: the handler thread owns the socket and closes it itself,
+            # and shutdown wakes it if it is blocked reading.
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
+
+
+def _handler_class(connections: _Connections) -> Any:
+    from werkzeug.serving import WSGIRequestHandler
+
+    class Handler(WSGIRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def setup(self) -> None:
+            super().setup()
+            connections.add(self.connection)
+
+        def finish(self) -> None:
+            try:
+                super().finish()
+            finally:
+                connections.discard(self.connection)
+
+        def log_request(self, code: Any = "-", size: Any = "-") -> None:
+            pass  # one line per request would drown test output
+
+        def log(self, type: str, message: str, *args: Any) -> None:
+            _logger.debug("LocalS3 %s: " + message.rstrip(), type, *args)
+
+    return Handler
