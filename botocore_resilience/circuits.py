@@ -50,6 +50,7 @@ class Circuits:
         self._observer = observer
         self._on_created = on_created
         self._by_key: dict[tuple[str, str, str], CircuitBreaker] = {}
+        self.keepalive: object = None  # whatever the owner needs kept alive with these circuits
         self._lock = threading.Lock()
 
     def key(

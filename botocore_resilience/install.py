@@ -22,8 +22,10 @@ from .breaker import BreakerPolicy, CircuitBreaker, Transition
 from .circuits import Circuits
 from .clock import MONOTONIC, Clock
 from .config import Settings
+from .exposition import start_metrics_server
 from .handlers import EventHandlers
 from .logs import log_internal_error, log_transition, logger
+from .metrics import NULL_METRICS, MetricsSink, metrics_for
 from .retries import GapFiller, RetryDefaults, apply_retry_defaults, restore_retry_defaults
 
 __all__ = ["Installation", "install", "uninstall"]
@@ -67,23 +69,10 @@ class Installation:
         self.settings = settings
         self.clock = clock
         self.gap_filler = GapFiller(jitter) if jitter is not None else GapFiller()
-        self.metrics: Any = _make_metrics(settings, registry, environ)
+        self.metrics: MetricsSink = _make_metrics(settings, registry, environ)
         self.circuits: Optional[Circuits] = None
         if settings.breaker != "off":
-            self.circuits = Circuits(
-                scope=settings.scope,
-                prefix=settings.name,
-                policy=BreakerPolicy(
-                    failure_threshold=settings.failure_threshold,
-                    recovery_timeout=settings.recovery_timeout,
-                    success_threshold=settings.success_threshold,
-                    half_open_max_calls=settings.half_open_max_calls,
-                    enforce=settings.breaker == "on",
-                ),
-                clock=clock,
-                observer=self._on_transition,
-                on_created=self._on_created,
-            )
+            self.circuits = _shared_circuits(settings, self.metrics, clock)
         self._bindings: list[_Binding] = []
 
     def breakers(self) -> dict[str, CircuitBreaker]:
@@ -99,41 +88,83 @@ class Installation:
 
     def safely(self, where: str, function: Callable[..., Any], *args: Any) -> None:
         """Call ``function``; log and swallow anything it raises (metrics never break a call)."""
-        try:
-            function(*args)
-        except Exception:
-            log_internal_error(where)
-
-    def _on_transition(self, transition: Transition) -> None:
-        self.safely("metrics", self.metrics.transition, transition)
-        self.safely("logging", log_transition, transition, self.settings.recovery_timeout)
-
-    def _on_created(self, breaker: CircuitBreaker) -> None:
-        self.safely("metrics", self.metrics.circuit_added, breaker.name, breaker.state)
+        _safely(where, function, *args)
 
     def __repr__(self) -> str:
         return f"Installation(name={self.settings.name!r}, circuits={len(self.breakers())})"
 
 
-def _make_metrics(settings: Settings, registry: Any, environ: Mapping[str, str]) -> Any:
-    from .metrics import NullMetrics, metrics_for
+class _CircuitObserver:
+    """Reports a circuit's transitions to metrics and logs; never raises."""
 
+    def __init__(self, metrics: MetricsSink, recovery_timeout: float) -> None:
+        self._metrics = metrics
+        self._recovery_timeout = recovery_timeout
+
+    def on_transition(self, transition: Transition) -> None:
+        _safely("metrics", self._metrics.transition, transition)
+        _safely("logging", log_transition, transition, self._recovery_timeout)
+
+    def on_created(self, breaker: CircuitBreaker) -> None:
+        _safely("metrics", self._metrics.circuit_added, breaker.name, breaker.state)
+
+
+# Installations with the same settings, metrics and clock share their circuits: a service
+# that is down is down for the whole process, and an application that installs on every
+# session it makes must still trip one circuit, not start a fresh one per session.
+_circuits: weakref.WeakValueDictionary[tuple[Any, ...], Circuits] = weakref.WeakValueDictionary()
+_circuits_lock = threading.Lock()
+
+
+def _shared_circuits(settings: Settings, metrics: MetricsSink, clock: Clock) -> Circuits:
+    policy = BreakerPolicy(
+        failure_threshold=settings.failure_threshold,
+        recovery_timeout=settings.recovery_timeout,
+        success_threshold=settings.success_threshold,
+        half_open_max_calls=settings.half_open_max_calls,
+        enforce=settings.breaker == "on",
+    )
+    key = (settings.name, settings.scope, policy, id(metrics), id(clock))
+    with _circuits_lock:
+        circuits = _circuits.get(key)
+        if circuits is None:
+            observer = _CircuitObserver(metrics, settings.recovery_timeout)
+            circuits = Circuits(
+                scope=settings.scope,
+                prefix=settings.name,
+                policy=policy,
+                clock=clock,
+                observer=observer.on_transition,
+                on_created=observer.on_created,
+            )
+            # The key holds ids, not objects: keep metrics and clock alive with the circuits.
+            circuits.keepalive = (metrics, clock)
+            _circuits[key] = circuits
+        return circuits
+
+
+def _safely(where: str, function: Callable[..., Any], *args: Any) -> None:
+    try:
+        function(*args)
+    except Exception:
+        log_internal_error(where)
+
+
+def _make_metrics(settings: Settings, registry: Any, environ: Mapping[str, str]) -> MetricsSink:
     if not settings.metrics:
-        return NullMetrics()
+        return NULL_METRICS
     try:
         metrics = metrics_for(registry, settings.metrics_namespace)
     except Exception:
         # A registry that already holds a foreign collector under one of our names: the
         # application keeps running, without our metrics, and says why once.
         logger.warning("botocore_resilience: metrics disabled", exc_info=True)
-        return NullMetrics()
+        return NULL_METRICS
     if settings.metrics_port is not None:
-        from .exposition import start_metrics_server
-
-        try:
-            start_metrics_server(settings.metrics_port, settings.metrics_addr, registry)
-        except Exception:
-            logger.warning("botocore_resilience: /metrics server not started", exc_info=True)
+        # Never raises: a port taken by a sibling worker is logged, not fatal.
+        start_metrics_server(
+            settings.metrics_port, settings.metrics_addr, registry, environ=environ
+        )
     return metrics
 
 
