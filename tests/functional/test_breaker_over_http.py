@@ -51,7 +51,7 @@ def test_opens_after_threshold_failed_calls_not_attempts(s3: LocalS3, installed:
 def test_open_circuit_rejects_before_sending(
     s3: LocalS3, installed: Installed, clock: FakeClock
 ) -> None:
-    installation, client = installed()
+    _installation, client = installed()
     bucket = s3.create_bucket()
     open_circuit(s3, client, bucket)
     sent = s3.requests.total
@@ -113,7 +113,7 @@ def test_a_client_error_proves_health(s3: LocalS3, installed: Installed, clock: 
     open_circuit(s3, client, bucket)
     clock.advance(60)
     for _ in range(2):  # two 404 probes close it: NoSuchKey is an answer
-        with pytest.raises(ClientError, match="NoSuchKey|404"):
+        with pytest.raises(ClientError, match=r"NoSuchKey|404"):
             client.get_object(Bucket=bucket, Key="missing")
     assert breaker.state is CircuitState.CLOSED
 
@@ -122,7 +122,7 @@ def test_a_client_error_proves_health(s3: LocalS3, installed: Installed, clock: 
 def test_half_open_admits_exactly_max_calls_while_32_threads_race(
     s3: LocalS3, installed: Installed, clock: FakeClock, max_calls: int
 ) -> None:
-    installation, client = installed(half_open_max_calls=max_calls)
+    _installation, client = installed(half_open_max_calls=max_calls)
     bucket = s3.create_bucket()
     open_circuit(s3, client, bucket)
     clock.advance(60)
@@ -199,7 +199,7 @@ def test_bucket_scope_isolates_buckets(s3: LocalS3, installed: Installed) -> Non
 
 
 def test_operation_scope_and_name_prefix(s3: LocalS3, installed: Installed) -> None:
-    installation, client = installed(scope="operation", name="storage")
+    _installation, client = installed(scope="operation", name="storage")
     bucket = s3.create_bucket()
     s3.inject(SLOW_DOWN, times=None, operation="HeadBucket")
     fail_calls(client, bucket, 5)
