@@ -1,0 +1,469 @@
+"""Settings: every row of ``config.SETTINGS``, good and bad, from the environment and from keywords.
+
+The cases are keyed by option and checked against the table itself, so a row added to
+``SETTINGS`` without cases here fails :func:`test_every_row_has_cases`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import fields
+from typing import Any, NamedTuple
+
+import botocore.session
+import pytest
+from botocore.config import Config
+from prometheus_client import CollectorRegistry
+
+import botocore_resilience
+from botocore_resilience.config import ENV_PREFIX, SETTINGS, Setting, Settings
+from botocore_resilience.errors import ConfigurationError
+from botocore_resilience.handlers import EventHandlers
+from botocore_resilience.install import installation_of
+
+_TRUE_SPELLINGS = ["true", "1", "yes", "on"]
+_FALSE_SPELLINGS = ["false", "0", "no", "off"]
+
+
+def _cases_of_spelling(words: list[str], expected: bool) -> list[tuple[str, bool]]:
+    """Every spelling in lower, upper, title and mixed case, plus one padded with spaces."""
+    cases = []
+    for word in words:
+        mixed = "".join(c.upper() if i % 2 else c for i, c in enumerate(word))
+        for spelling in {word, word.upper(), word.title(), mixed}:
+            cases.append((spelling, expected))
+    cases.append((f"  {words[0]} ", expected))
+    return cases
+
+
+_BOOLEAN_GOOD_ENV = _cases_of_spelling(_TRUE_SPELLINGS, True) + _cases_of_spelling(
+    _FALSE_SPELLINGS, False
+)
+_BOOLEAN_BAD_ENV = ["maybe", "2", "-1", "t", "f", "y", "n", "truee", "1.0", "none", "enabled"]
+# ints (1/0) passed as keywords are not in the contract's list for keywords either way: untested.
+_BOOLEAN_GOOD_KW = [(True, True), (False, False), ("yes", True), ("OFF", False)]
+_BOOLEAN_BAD_KW = [None, "maybe", 1.0, 2, [], "", "   "]
+
+_COUNT_GOOD_ENV = [("1", 1), ("3", 3), (" 7 ", 7), ("+2", 2), ("100", 100)]
+_COUNT_BAD_ENV = [
+    "0",
+    "-1",
+    "-0",
+    "2.5",
+    "1.0",
+    "0.5",
+    "abc",
+    "nan",
+    "inf",
+    "-inf",
+    "Infinity",
+    "1e3",
+    "0x10",
+    "3 attempts",
+]
+_COUNT_GOOD_KW = [(1, 1), (3, 3), (10**6, 10**6), ("4", 4)]
+_COUNT_BAD_KW = [
+    0,
+    -1,
+    2.5,
+    0.5,
+    "2.5",
+    True,
+    False,
+    math.nan,
+    math.inf,
+    -math.inf,
+    None,
+    "abc",
+    "0",
+    [3],
+]
+
+
+class Cases(NamedTuple):
+    good_env: list[tuple[str, Any]]
+    bad_env: list[str]
+    good_kw: list[tuple[Any, Any]]
+    bad_kw: list[Any]
+
+
+CASES: dict[str, Cases] = {
+    "enabled": Cases(_BOOLEAN_GOOD_ENV, _BOOLEAN_BAD_ENV, _BOOLEAN_GOOD_KW, _BOOLEAN_BAD_KW),
+    "metrics": Cases(_BOOLEAN_GOOD_ENV, _BOOLEAN_BAD_ENV, _BOOLEAN_GOOD_KW, _BOOLEAN_BAD_KW),
+    "name": Cases(
+        [("storage", "storage"), ("a.b_c-D9", "a.b_c-D9"), (" padded ", "padded")],
+        ["a/b", "has space", "x:y", "café", "a*"],
+        [("storage", "storage"), ("", "")],
+        [3, None, True, "a/b", "tab\there"],
+    ),
+    "retry_mode": Cases(
+        [
+            ("adaptive", "adaptive"),
+            ("standard", "standard"),
+            ("legacy", "legacy"),
+            ("ADAPTIVE", "adaptive"),
+            (" Standard ", "standard"),
+        ],
+        ["adaptiv", "fast", "on", "1", "default"],
+        [("standard", "standard"), ("Legacy", "legacy")],
+        [1, None, True, "", "none"],
+    ),
+    "max_attempts": Cases(_COUNT_GOOD_ENV, _COUNT_BAD_ENV, _COUNT_GOOD_KW, _COUNT_BAD_KW),
+    "breaker": Cases(
+        [("on", "on"), ("off", "off"), ("metrics-only", "metrics-only"), ("OFF", "off")],
+        ["metrics_only", "metricsonly", "true", "half", "open"],
+        [("off", "off"), ("Metrics-Only", "metrics-only")],
+        [True, False, None, 0, "", "enabled"],
+    ),
+    "scope": Cases(
+        [
+            ("service", "service"),
+            ("operation", "operation"),
+            ("bucket", "bucket"),
+            ("BUCKET", "bucket"),
+        ],
+        ["region", "global", "services", "object"],
+        [("operation", "operation")],
+        [None, 1, "", "key"],
+    ),
+    "failure_threshold": Cases(_COUNT_GOOD_ENV, _COUNT_BAD_ENV, _COUNT_GOOD_KW, _COUNT_BAD_KW),
+    "recovery_timeout": Cases(
+        [("60", 60.0), ("0.5", 0.5), ("1e-3", 0.001), (" 30 ", 30.0), ("1e3", 1000.0)],
+        ["0", "-1", "-0.5", "0.0", "abc", "nan", "NaN", "inf", "-inf", "Infinity", "1s", "1e400"],
+        [(30, 30.0), (0.25, 0.25), ("2", 2.0)],
+        [0, 0.0, -1, math.nan, math.inf, -math.inf, True, None, "x", "0", [1]],
+    ),
+    "success_threshold": Cases(_COUNT_GOOD_ENV, _COUNT_BAD_ENV, _COUNT_GOOD_KW, _COUNT_BAD_KW),
+    "half_open_max_calls": Cases(_COUNT_GOOD_ENV, _COUNT_BAD_ENV, _COUNT_GOOD_KW, _COUNT_BAD_KW),
+    "metrics_namespace": Cases(
+        [("botocore", "botocore"), ("s3", "s3"), ("my_app:x", "my_app:x"), ("_x", "_x")],
+        ["1abc", "my-app", "a.b", "has space", "ns/"],
+        [("s3", "s3")],
+        ["", 5, None, "9lives"],
+    ),
+    "metrics_port": Cases(
+        [("1", 1), ("9100", 9100), ("65535", 65535), (" 8000 ", 8000)],
+        ["0", "65536", "abc", "80.0", "-1", "nan", "inf", "1e3", "99999"],
+        [(9100, 9100), (None, None), ("9100", 9100), (65535, 65535)],
+        [0, 65536, -1, True, 80.5, math.nan, math.inf, "80.0", "abc", "0"],
+    ),
+    "metrics_addr": Cases(
+        [
+            ("0.0.0.0", "0.0.0.0"),
+            ("127.0.0.1", "127.0.0.1"),
+            ("::", "::"),
+            ("::1", "::1"),
+            ("localhost", "localhost"),
+            ("metrics.internal", "metrics.internal"),
+            (" 10.0.0.1 ", "10.0.0.1"),
+        ],
+        ["not an address", "http://x", "-bad", "a..b", "[::1]", "host_name"],
+        [("127.0.0.1", "127.0.0.1")],
+        [127, None, "", " ", True],
+    ),
+}
+
+
+def _rows(kind: str) -> list[Any]:
+    """``pytest.param(setting, case)`` for every row of the table and every case of ``kind``."""
+    params = []
+    for setting in SETTINGS:
+        for index, case in enumerate(
+            getattr(CASES.get(setting.option, Cases([], [], [], [])), kind)
+        ):
+            params.append(pytest.param(setting, case, id=f"{setting.option}-{index}-{case!r}"))
+    return params
+
+
+ROWS = [pytest.param(setting, id=setting.option) for setting in SETTINGS]
+
+
+# -- the table itself ------------------------------------------------------------------------
+
+
+def test_every_row_has_cases() -> None:
+    assert set(CASES) == {setting.option for setting in SETTINGS}
+    for option, cases in CASES.items():
+        assert cases.good_env, option
+        assert cases.bad_env, option
+        assert cases.good_kw, option
+        assert cases.bad_kw, option
+
+
+def test_the_table_and_the_dataclass_agree() -> None:
+    options = [f.name for f in fields(Settings) if f.name != "sources"]
+    assert options == [setting.option for setting in SETTINGS]
+    defaults = Settings()
+    for setting in SETTINGS:
+        assert getattr(defaults, setting.option) == setting.default, setting.option
+
+
+@pytest.mark.parametrize("setting", ROWS)
+def test_env_var_name_is_prefix_and_upper_option(setting: Setting) -> None:
+    assert setting.env == ENV_PREFIX + setting.option.upper()
+    assert setting.env.startswith("BOTOCORE_RESILIENCE_")
+
+
+def test_the_contract_defaults() -> None:
+    settings = Settings.from_env({})
+    assert settings.as_dict() == {
+        "enabled": True,
+        "name": "",
+        "retry_mode": "adaptive",
+        "max_attempts": 4,
+        "breaker": "on",
+        "scope": "service",
+        "failure_threshold": 5,
+        "recovery_timeout": 60.0,
+        "success_threshold": 2,
+        "half_open_max_calls": 1,
+        "metrics": True,
+        "metrics_namespace": "botocore",
+        "metrics_port": None,
+        "metrics_addr": "0.0.0.0",
+    }
+
+
+@pytest.mark.parametrize("setting", ROWS)
+def test_default_when_unset(setting: Setting) -> None:
+    settings = Settings.from_env({})
+    assert getattr(settings, setting.option) == setting.default
+    assert settings.source_of(setting.option) == "default"
+    assert settings.sources[setting.option] == "default"
+
+
+@pytest.mark.parametrize("setting", ROWS)
+@pytest.mark.parametrize("empty", ["", "   "])
+def test_empty_env_var_is_unset(setting: Setting, empty: str) -> None:
+    settings = Settings.from_env({setting.env: empty})
+    assert getattr(settings, setting.option) == setting.default
+    assert settings.source_of(setting.option) == "default"
+
+
+@pytest.mark.parametrize("setting", ROWS)
+def test_other_variables_are_not_read(setting: Setting) -> None:
+    lower = setting.env.lower()
+    bare = setting.option.upper()
+    bad = CASES[setting.option].bad_env[0]
+    settings = Settings.from_env({lower: bad, bare: bad})
+    assert getattr(settings, setting.option) == setting.default
+
+
+# -- from the environment -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("setting", "case"), _rows("good_env"))
+def test_good_env_value(setting: Setting, case: tuple[str, Any]) -> None:
+    raw, expected = case
+    settings = Settings.from_env({setting.env: raw})
+    assert getattr(settings, setting.option) == expected
+    assert type(getattr(settings, setting.option)) is type(expected)
+    assert settings.source_of(setting.option) == "environment"
+
+
+@pytest.mark.parametrize(("setting", "raw"), _rows("bad_env"))
+def test_bad_env_value(setting: Setting, raw: str) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        Settings.from_env({setting.env: raw})
+    error = caught.value
+    assert isinstance(error, ValueError)
+    assert error.variable == setting.env
+    assert error.value == raw
+    assert error.accepted
+    message = str(error)
+    assert setting.env in message
+    assert repr(raw) in message
+    assert error.accepted in message
+
+
+# -- from keywords --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("setting", "case"), _rows("good_kw"))
+def test_good_keyword_value(setting: Setting, case: tuple[Any, Any]) -> None:
+    raw, expected = case
+    settings = Settings.from_env({}, **{setting.option: raw})
+    assert getattr(settings, setting.option) == expected
+    if expected is not None:
+        assert type(getattr(settings, setting.option)) is type(expected)
+    assert settings.source_of(setting.option) == "keyword"
+
+
+@pytest.mark.parametrize(("setting", "raw"), _rows("bad_kw"))
+def test_bad_keyword_value(setting: Setting, raw: Any) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        Settings.from_env({}, **{setting.option: raw})
+    error = caught.value
+    assert isinstance(error, ValueError)
+    assert error.variable == setting.option  # the option name, not the env var
+    assert error.value is raw
+    message = str(error)
+    assert message.startswith(f"{setting.option}={raw!r} ")
+    assert setting.env not in message
+    assert error.accepted in message
+
+
+@pytest.mark.parametrize("setting", ROWS)
+def test_keyword_beats_environment(setting: Setting) -> None:
+    cases = CASES[setting.option]
+    env_raw = cases.good_env[0][0]
+    keyword_raw, expected = cases.good_kw[-1]
+    settings = Settings.from_env({setting.env: env_raw}, **{setting.option: keyword_raw})
+    assert getattr(settings, setting.option) == expected
+    assert settings.source_of(setting.option) == "keyword"
+
+
+@pytest.mark.parametrize("setting", ROWS)
+def test_keyword_wins_over_a_bad_environment_value(setting: Setting) -> None:
+    # The environment value is never used, so it is never judged.
+    cases = CASES[setting.option]
+    keyword_raw, expected = cases.good_kw[0]
+    settings = Settings.from_env({setting.env: cases.bad_env[0]}, **{setting.option: keyword_raw})
+    assert getattr(settings, setting.option) == expected
+
+
+def test_sources_mix() -> None:
+    settings = Settings.from_env(
+        {"BOTOCORE_RESILIENCE_FAILURE_THRESHOLD": "3", "BOTOCORE_RESILIENCE_SCOPE": "operation"},
+        scope="bucket",
+    )
+    assert settings.failure_threshold == 3
+    assert settings.scope == "bucket"
+    assert settings.source_of("failure_threshold") == "environment"
+    assert settings.source_of("scope") == "keyword"
+    assert settings.source_of("recovery_timeout") == "default"
+    assert set(settings.sources) == {setting.option for setting in SETTINGS}
+
+
+def test_sources_do_not_affect_equality() -> None:
+    assert Settings.from_env({"BOTOCORE_RESILIENCE_SCOPE": "bucket"}) == Settings.from_env(
+        {}, scope="bucket"
+    )
+
+
+def test_settings_are_frozen() -> None:
+    settings = Settings.from_env({})
+    with pytest.raises(AttributeError):
+        settings.failure_threshold = 3  # type: ignore[misc]
+
+
+def test_unknown_keyword() -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        Settings.from_env({}, failure_treshold=3)
+    error = caught.value
+    assert isinstance(error, ValueError)
+    assert error.variable == "failure_treshold"
+    assert error.value == 3
+    assert "failure_threshold" in error.accepted  # says what the keywords are
+    assert "failure_treshold=3" in str(error)
+
+
+@pytest.mark.parametrize("option", ["registry", "clock", "jitter", "sources", "ENABLED"])
+def test_non_settings_are_unknown_keywords(option: str) -> None:
+    with pytest.raises(ConfigurationError):
+        Settings.from_env({}, **{option: "x"})
+
+
+def test_the_first_bad_value_is_reported() -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        Settings.from_env(
+            {"BOTOCORE_RESILIENCE_FAILURE_THRESHOLD": "0", "BOTOCORE_RESILIENCE_SCOPE": "x"}
+        )
+    assert caught.value.variable in {
+        "BOTOCORE_RESILIENCE_FAILURE_THRESHOLD",
+        "BOTOCORE_RESILIENCE_SCOPE",
+    }
+
+
+def test_the_error_message_example() -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        Settings.from_env({"BOTOCORE_RESILIENCE_FAILURE_THRESHOLD": "0"})
+    assert str(caught.value) == (
+        "BOTOCORE_RESILIENCE_FAILURE_THRESHOLD='0' is not valid: expected an integer >= 1"
+    )
+
+
+def test_the_error_is_a_botocore_error_and_not_a_retryable_one() -> None:
+    from botocore.exceptions import BotoCoreError, HTTPClientError
+    from botocore.exceptions import ConnectionError as BotoConnectionError
+
+    error = ConfigurationError(variable="X", value="y", accepted="z")
+    assert isinstance(error, BotoCoreError)
+    assert isinstance(error, ValueError)
+    assert not isinstance(error, (BotoConnectionError, HTTPClientError))
+    assert botocore_resilience.ConfigurationError is ConfigurationError
+
+
+def test_from_env_does_not_mutate_its_inputs() -> None:
+    environ = {"BOTOCORE_RESILIENCE_SCOPE": "bucket"}
+    overrides = {"failure_threshold": 3}
+    Settings.from_env(environ, **overrides)
+    assert environ == {"BOTOCORE_RESILIENCE_SCOPE": "bucket"}
+    assert overrides == {"failure_threshold": 3}
+
+
+# -- install() validates before touching anything --------------------------------------------
+
+
+def _our_handlers(events: Any) -> list[Any]:
+    emitter = getattr(events, "_emitter", events)
+    return [
+        handler
+        for handler in emitter._handlers.prefix_search("before-call.s3.GetObject")
+        if isinstance(getattr(handler, "__self__", None), EventHandlers)
+    ]
+
+
+@pytest.mark.parametrize("setting", ROWS)
+def test_install_with_a_bad_env_value_raises_before_registering(setting: Setting) -> None:
+    session = botocore.session.Session()
+    previous = Config(connect_timeout=7)
+    session.set_default_client_config(previous)
+    registry = CollectorRegistry()
+    environ = {setting.env: CASES[setting.option].bad_env[0]}
+    with pytest.raises(ConfigurationError) as caught:
+        botocore_resilience.install(session, registry=registry, environ=environ)
+    assert caught.value.variable == setting.env
+    assert _our_handlers(session.get_component("event_emitter")) == []
+    assert session.get_default_client_config() is previous
+    assert list(registry.collect()) == []
+    assert installation_of(session) is None
+
+
+@pytest.mark.parametrize("setting", ROWS)
+def test_install_with_a_bad_keyword_raises_before_registering(setting: Setting) -> None:
+    session = botocore.session.Session()
+    registry = CollectorRegistry()
+    bad = CASES[setting.option].bad_kw[0]
+    with pytest.raises(ConfigurationError) as caught:
+        botocore_resilience.install(session, registry=registry, environ={}, **{setting.option: bad})
+    assert caught.value.variable == setting.option
+    assert _our_handlers(session.get_component("event_emitter")) == []
+    assert session.get_default_client_config() is None
+    assert list(registry.collect()) == []
+
+
+def test_install_with_an_unknown_keyword_raises_before_registering() -> None:
+    session = botocore.session.Session()
+    with pytest.raises(ConfigurationError):
+        botocore_resilience.install(
+            session, registry=CollectorRegistry(), environ={}, failure_treshold=3
+        )
+    assert _our_handlers(session.get_component("event_emitter")) == []
+    assert session.get_default_client_config() is None
+
+
+def test_install_reads_the_environ_it_is_given() -> None:
+    session = botocore.session.Session()
+    installation = botocore_resilience.install(
+        session,
+        registry=CollectorRegistry(),
+        environ={"BOTOCORE_RESILIENCE_FAILURE_THRESHOLD": "9"},
+        scope="operation",
+    )
+    try:
+        assert installation.settings.failure_threshold == 9
+        assert installation.settings.source_of("failure_threshold") == "environment"
+        assert installation.settings.scope == "operation"
+    finally:
+        installation.uninstall()
