@@ -16,6 +16,7 @@ import uuid
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Optional
 
+from ._clients import make_client, make_session
 from ._counter import RequestCounter
 from ._faults import HTTPFault
 from ._middleware import INTERNAL_HEADER, FaultLayer, WSGIApp
@@ -24,14 +25,9 @@ from ._rules import FaultRule, RuleBook
 if TYPE_CHECKING:
     from werkzeug.serving import BaseWSGIServer
 
-__all__ = ["DUMMY_CREDENTIALS", "REGION", "LocalS3"]
+__all__ = ["LocalS3"]
 
 _logger = logging.getLogger("botocore_resilience.testing")
-
-REGION = "us-east-1"
-"""The region every client made by :meth:`LocalS3.client` uses."""
-DUMMY_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
-"""The credentials every client made by :meth:`LocalS3.client` uses (moto accepts any)."""
 
 # How often the serving loop checks for a stop request: the most stop() can wait.
 _POLL_INTERVAL = 0.05
@@ -245,10 +241,11 @@ class LocalS3:
     # -- clients and data ----------------------------------------------------------------------
 
     def session(self) -> Any:
-        """A new ``boto3.Session`` with dummy credentials and region ``us-east-1``."""
-        import boto3
+        """A new ``boto3.Session`` with dummy credentials and region ``us-east-1``.
 
-        return boto3.Session(region_name=REGION, **DUMMY_CREDENTIALS)
+        Sessions made here share botocore's model loader, so making one is cheap.
+        """
+        return make_session()
 
     def client(self, *, session: Any = None, config: Any = None, **kwargs: Any) -> Any:
         """A boto3 S3 client for this server: dummy credentials, ``us-east-1``, path-style.
@@ -264,16 +261,7 @@ class LocalS3:
         >>> from botocore.config import Config
         >>> client = s3.client(config=Config(retries={"total_max_attempts": 1}))  # doctest: +SKIP
         """
-        from botocore.config import Config
-
-        s3_options = {"addressing_style": "path"}
-        if config is not None and getattr(config, "s3", None):
-            s3_options.update(config.s3)
-        merged = (config or Config()).merge(Config(s3=s3_options))
-        session = session if session is not None else self.session()
-        create = getattr(session, "client", None) or session.create_client
-        options: dict[str, Any] = {"region_name": REGION, **DUMMY_CREDENTIALS, **kwargs}
-        return create("s3", endpoint_url=self.endpoint_url, config=merged, **options)
+        return make_client(self.endpoint_url, session=session, config=config, **kwargs)
 
     def create_bucket(self, name: Optional[str] = None) -> str:
         """Create a bucket (a fresh unique name by default) and return its name.
