@@ -173,6 +173,7 @@ SETTINGS: tuple[Setting, ...] = tuple(
         ("recovery_timeout", 60.0, _seconds, "seconds open before a probe may go"),
         ("success_threshold", 2, _count, "good probes that close a half-open circuit"),
         ("half_open_max_calls", 1, _count, "probes in flight at once while half-open"),
+        ("max_circuits", 1000, _count, "most circuits kept; beyond, idle closed ones are evicted"),
         ("metrics", True, _boolean, "export Prometheus metrics"),
         ("metrics_namespace", "botocore", _metric_prefix, "metric name prefix"),
         ("metrics_port", None, _port, "serve /metrics on this port (unset: no server)"),
@@ -197,6 +198,7 @@ class Settings:
     recovery_timeout: float = 60.0
     success_threshold: int = 2
     half_open_max_calls: int = 1
+    max_circuits: int = 1000
     metrics: bool = True
     metrics_namespace: str = "botocore"
     metrics_port: Optional[int] = None

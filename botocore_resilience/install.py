@@ -108,6 +108,9 @@ class _CircuitObserver:
     def on_created(self, breaker: CircuitBreaker) -> None:
         _safely("metrics", self._metrics.circuit_added, breaker.name, breaker.state)
 
+    def on_removed(self, breaker: CircuitBreaker) -> None:
+        _safely("metrics", self._metrics.circuit_removed, breaker.name)
+
 
 # Installations with the same settings, metrics and clock share their circuits: a service
 # that is down is down for the whole process, and an application that installs on every
@@ -124,7 +127,7 @@ def _shared_circuits(settings: Settings, metrics: MetricsSink, clock: Clock) -> 
         half_open_max_calls=settings.half_open_max_calls,
         enforce=settings.breaker == "on",
     )
-    key = (settings.name, settings.scope, policy, id(metrics), id(clock))
+    key = (settings.name, settings.scope, settings.max_circuits, policy, id(metrics), id(clock))
     with _circuits_lock:
         circuits = _circuits.get(key)
         if circuits is None:
@@ -136,6 +139,8 @@ def _shared_circuits(settings: Settings, metrics: MetricsSink, clock: Clock) -> 
                 clock=clock,
                 observer=observer.on_transition,
                 on_created=observer.on_created,
+                on_removed=observer.on_removed,
+                max_circuits=settings.max_circuits,
             )
             # The key holds ids, not objects: keep metrics and clock alive with the circuits.
             circuits.keepalive = (metrics, clock)

@@ -135,6 +135,7 @@ CASES: dict[str, Cases] = {
     ),
     "success_threshold": Cases(_COUNT_GOOD_ENV, _COUNT_BAD_ENV, _COUNT_GOOD_KW, _COUNT_BAD_KW),
     "half_open_max_calls": Cases(_COUNT_GOOD_ENV, _COUNT_BAD_ENV, _COUNT_GOOD_KW, _COUNT_BAD_KW),
+    "max_circuits": Cases(_COUNT_GOOD_ENV, _COUNT_BAD_ENV, _COUNT_GOOD_KW, _COUNT_BAD_KW),
     "metrics_namespace": Cases(
         [("botocore", "botocore"), ("s3", "s3"), ("my_app:x", "my_app:x"), ("_x", "_x")],
         ["1abc", "my-app", "a.b", "has space", "ns/"],
@@ -217,6 +218,7 @@ def test_the_contract_defaults() -> None:
         "recovery_timeout": 60.0,
         "success_threshold": 2,
         "half_open_max_calls": 1,
+        "max_circuits": 1000,
         "metrics": True,
         "metrics_namespace": "botocore",
         "metrics_port": None,
