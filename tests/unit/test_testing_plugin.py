@@ -1,0 +1,88 @@
+"""The pytest plugin loads in every suite, so it must cost nothing and need nothing.
+
+Each check runs in a fresh interpreter: this one has long since imported moto.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.timeout(60)
+
+# Makes moto, werkzeug and flask impossible to import, as without the ``testing`` extra.
+BLOCK_SERVER_PACKAGES = """
+import sys
+class Blocker:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("moto", "werkzeug", "flask"):
+            raise ImportError(f"No module named {name!r} (blocked by the test)")
+        return None
+sys.meta_path.insert(0, Blocker())
+"""
+
+
+def run_python(code: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=cwd, check=False
+    )
+
+
+def test_importing_the_plugin_and_the_package_imports_no_server() -> None:
+    result = run_python(
+        "import sys\n"
+        "import botocore_resilience.testing.pytest_plugin\n"
+        "import botocore_resilience.testing\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('moto', 'werkzeug', 'flask')))"
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+def test_a_suite_without_moto_gets_the_fixtures_that_need_no_server(tmp_path: Path) -> None:
+    (tmp_path / "pytest.ini").write_text("[pytest]\n")
+    (tmp_path / "test_user.py").write_text(
+        textwrap.dedent(
+            """
+            import boto3
+            import botocore.endpoint
+            from botocore.config import Config
+            from botocore.exceptions import ClientError
+            import pytest
+            from botocore_resilience.testing import SLOW_DOWN
+
+            def test_clock(resilience_fake_clock):
+                resilience_fake_clock.advance(5)
+                assert resilience_fake_clock.monotonic() == 5
+
+            def test_no_backoff(resilience_no_backoff):
+                botocore.endpoint.time.sleep(3)
+                assert resilience_no_backoff.delays == [3]
+
+            def test_injector(resilience_fault_injector):
+                client = boto3.client(
+                    "s3", region_name="us-east-1", endpoint_url="http://127.0.0.1:9",
+                    aws_access_key_id="x", aws_secret_access_key="x",
+                    config=Config(retries={"mode": "standard", "total_max_attempts": 1}),
+                )
+                resilience_fault_injector(client).inject(SLOW_DOWN, times=None)
+                with pytest.raises(ClientError, match="SlowDown"):
+                    client.list_buckets()
+
+            def test_local_s3(resilience_local_s3):
+                pass
+            """
+        )
+    )
+    result = run_python(
+        BLOCK_SERVER_PACKAGES
+        + "import pytest\n"
+        + "sys.exit(pytest.main(['-q', '-p', 'no:cacheprovider', 'test_user.py']))\n",
+        cwd=tmp_path,
+    )
+    assert "3 passed, 1 error" in result.stdout, result.stdout + result.stderr
+    assert "pip install 'botocore-resilience[testing]'" in result.stdout
