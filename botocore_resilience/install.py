@@ -156,7 +156,7 @@ def _safely(where: str, function: Callable[..., Any], *args: Any) -> None:
 
 
 def _make_metrics(settings: Settings, registry: Any, environ: Mapping[str, str]) -> MetricsSink:
-    if not settings.metrics:
+    if not (settings.enabled and settings.metrics):  # a disabled install registers nothing
         return NULL_METRICS
     try:
         metrics = metrics_for(registry, settings.metrics_namespace)
