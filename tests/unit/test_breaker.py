@@ -19,7 +19,7 @@ from botocore_resilience.breaker import (
     Permit,
     Transition,
 )
-from botocore_resilience.testing._clock import FakeClock
+from botocore_resilience.testing import FakeClock
 
 CLOSED, HALF_OPEN, OPEN = CircuitState.CLOSED, CircuitState.HALF_OPEN, CircuitState.OPEN
 SUCCESS, FAILURE, NOT_COUNTED = Outcome.SUCCESS, Outcome.FAILURE, Outcome.NOT_COUNTED
