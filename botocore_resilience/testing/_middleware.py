@@ -45,7 +45,9 @@ class FaultLayer:
         self._counter = counter
         self._stopping = stopping
         self._lock = threading.Lock()
+        self._in_flight_changed = threading.Condition(self._lock)
         self._latency = 0.0
+        self._in_flight = 0
 
     @property
     def latency(self) -> float:
@@ -59,6 +61,17 @@ class FaultLayer:
         with self._lock:
             self._latency = float(seconds)
 
+    @property
+    def in_flight(self) -> int:
+        """Requests received and not yet answered."""
+        with self._lock:
+            return self._in_flight
+
+    def wait_for_in_flight(self, count: int, timeout: float) -> bool:
+        """Block until at least ``count`` requests are in flight; ``False`` on timeout."""
+        with self._in_flight_changed:
+            return self._in_flight_changed.wait_for(lambda: self._in_flight >= count, timeout)
+
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         app = self.app
         assert app is not None, "FaultLayer.app must be set before serving"
@@ -67,7 +80,18 @@ class FaultLayer:
         path = _decode(environ.get("PATH_INFO", ""))
         if environ.get(_INTERNAL_ENVIRON_KEY) or path.startswith("/moto-api"):
             return app(environ, start_response)
+        with self._in_flight_changed:
+            self._in_flight += 1
+            self._in_flight_changed.notify_all()
+        try:
+            return self._serve(app, path, environ, start_response)
+        finally:
+            with self._lock:
+                self._in_flight -= 1
 
+    def _serve(
+        self, app: WSGIApp, path: str, environ: dict[str, Any], start_response: StartResponse
+    ) -> Iterable[bytes]:
         method = environ.get("REQUEST_METHOD", "GET").upper()
         request = describe(
             method,
@@ -80,7 +104,7 @@ class FaultLayer:
 
         delay = self.latency
         if delay > 0 and self._stopping.wait(delay):
-            # The server is stopping; its sockets are closing under us. Answer nothing real.
+            # The server is stopping and has closed this connection: nobody will read this.
             start_response("503 Service Unavailable", [("Content-Length", "0")])
             self._record(request, path, None, None, delay, attempt)
             return [b""]

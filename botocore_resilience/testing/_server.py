@@ -127,10 +127,12 @@ class LocalS3:
             server, thread = self._server, self._thread
             if server is None or thread is None:
                 return
-            self._stopping.set()
             server.shutdown()  # returns once the serving loop has exited
             server.server_close()  # from here on, connecting is refused
             self._connections.close_all()  # keep-alive and in-flight ones too
+            # Last, so that a request cut short in its latency wait finds its connection
+            # gone: the client sees the connection drop, not an answer.
+            self._stopping.set()
             thread.join()
             self._server = self._thread = None
             _logger.debug("LocalS3 on port %s stopped", self._port)
@@ -225,6 +227,25 @@ class LocalS3:
     @latency.setter
     def latency(self, seconds: float) -> None:
         self._layer.latency = seconds
+
+    @property
+    def in_flight(self) -> int:
+        """Requests the server has received and not yet answered (held by latency, say)."""
+        return self._layer.in_flight
+
+    def wait_for_in_flight(self, count: int = 1, timeout: float = 10.0) -> bool:
+        """Block until at least ``count`` requests are in flight; ``False`` if ``timeout`` passes.
+
+        For tests that act while a call is held by :attr:`latency`, without sleeping:
+
+        >>> s3.latency = 30  # doctest: +SKIP
+        >>> call = threading.Thread(target=client.list_buckets)  # doctest: +SKIP
+        >>> call.start()  # doctest: +SKIP
+        >>> s3.wait_for_in_flight(1)  # doctest: +SKIP
+        True
+        >>> s3.stop()  # the held call sees its connection drop  # doctest: +SKIP
+        """
+        return self._layer.wait_for_in_flight(count, timeout)
 
     @property
     def requests(self) -> RequestCounter:

@@ -89,7 +89,7 @@ def test_a_faulted_attempt_has_no_side_effect_in_moto(moto: None) -> None:
 def test_json_protocol_faults_under_mock_aws(moto: None) -> None:
     dynamodb = boto3.client("dynamodb", region_name="us-east-1", config=retries(1))
     dynamodb.create_table(
-        TableName="t",
+        TableName="tbl",
         KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
         AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
         BillingMode="PAY_PER_REQUEST",
@@ -97,12 +97,12 @@ def test_json_protocol_faults_under_mock_aws(moto: None) -> None:
     with FaultInjector(dynamodb) as faults:
         faults.inject(PROVISIONED_THROUGHPUT_EXCEEDED, operation="PutItem")
         with pytest.raises(ClientError) as raised:
-            dynamodb.put_item(TableName="t", Item={"id": {"S": "1"}})
+            dynamodb.put_item(TableName="tbl", Item={"id": {"S": "1"}})
 
     error = raised.value.response["Error"]
     assert error["Code"] == "ProvisionedThroughputExceededException"
     assert error["Message"] == PROVISIONED_THROUGHPUT_EXCEEDED.message
-    assert dynamodb.scan(TableName="t")["Count"] == 0
+    assert dynamodb.scan(TableName="tbl")["Count"] == 0
 
 
 def test_injector_in_front_of_the_local_server(local_s3: LocalS3) -> None:
@@ -158,7 +158,7 @@ def client_for(service: str) -> Any:
 
 CALLS: dict[str, Callable[[Any], Any]] = {
     "s3": lambda c: c.list_buckets(),  # rest-xml
-    "dynamodb": lambda c: c.get_item(TableName="t", Key={"id": {"S": "1"}}),  # json
+    "dynamodb": lambda c: c.get_item(TableName="tbl", Key={"id": {"S": "1"}}),  # json
     "sts": lambda c: c.get_caller_identity(),  # query
     "ec2": lambda c: c.describe_regions(),  # ec2
     "lambda": lambda c: c.list_functions(),  # rest-json

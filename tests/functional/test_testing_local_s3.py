@@ -7,6 +7,7 @@ bounds of wall time are ever asserted.
 from __future__ import annotations
 
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -14,7 +15,12 @@ from typing import Any
 
 import pytest
 from botocore.config import Config
-from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
+from botocore.exceptions import (
+    ClientError,
+    ConnectionClosedError,
+    EndpointConnectionError,
+    ReadTimeoutError,
+)
 
 from botocore_resilience.testing import (
     ACCESS_DENIED,
@@ -255,6 +261,35 @@ def test_stopped_server_refuses_then_restarts_on_the_same_port(s3: LocalS3, buck
     assert client.get_object(Bucket=bucket, Key="k")["Body"].read() == b"kept"
     # The refused attempt never reached the server.
     assert s3.requests.count(operation="GetObject") == 1
+
+
+def test_stop_cuts_a_call_held_by_latency_short_and_the_client_sees_a_dropped_connection(
+    s3: LocalS3, bucket: str
+) -> None:
+    client = s3.client(config=ONE_ATTEMPT)
+    s3.latency = 60
+    outcome: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            client.head_bucket(Bucket=bucket)
+        except BaseException as error:
+            outcome.append(error)
+
+    caller = threading.Thread(target=call)
+    caller.start()
+    assert s3.wait_for_in_flight(1)
+    assert s3.in_flight == 1
+
+    s3.stop()
+    caller.join(timeout=20)  # a hang guard: without the cut the call would be held 60 s
+
+    assert not caller.is_alive()
+    assert len(outcome) == 1
+    assert isinstance(outcome[0], ConnectionClosedError)
+    [held] = s3.requests.records()
+    assert (held.status, held.added_latency) == (None, 60)
+    assert s3.in_flight == 0
 
 
 def test_botocore_retries_a_refused_connection_until_the_server_is_back(
