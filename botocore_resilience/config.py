@@ -24,7 +24,7 @@ from typing import Any, Callable, NamedTuple, Optional
 
 from .errors import ConfigurationError
 
-__all__ = ["ENV_PREFIX", "SETTINGS", "Setting", "Settings"]
+__all__ = ["ENV_PREFIX", "SETTINGS", "Setting", "Settings", "unknown_variables"]
 
 ENV_PREFIX = "BOTOCORE_RESILIENCE_"
 
@@ -34,6 +34,7 @@ SCOPES = ("service", "operation", "bucket")
 
 _TRUE = frozenset({"true", "1", "yes", "on"})
 _FALSE = frozenset({"false", "0", "no", "off"})
+_DIGITS = re.compile(r"\s*\+?[0-9]+\s*\Z")  # ASCII only: "٣" is not a count
 _NAME = re.compile(r"[A-Za-z0-9_.-]*\Z")
 _METRIC_PREFIX = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*\Z")
 _HOSTNAME = re.compile(
@@ -55,6 +56,8 @@ class _Invalid(Exception):
 def _boolean(value: object) -> bool:
     if isinstance(value, bool):
         return value
+    if type(value) is int and value in (0, 1):
+        return bool(value)
     if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
         return value.strip().lower() in _TRUE
     raise _Invalid("a boolean: true/false, 1/0, yes/no or on/off")
@@ -88,8 +91,10 @@ def _number(value: object, accepted: str) -> float:
 
 def _count(value: object) -> int:
     accepted = "an integer >= 1"
-    if isinstance(value, str) and not re.fullmatch(r"\s*\+?\d+\s*", value):
+    if isinstance(value, str) and not _DIGITS.match(value):
         raise _Invalid(accepted)  # "2.5", "1e3", "-1" are not counts
+    if isinstance(value, float):
+        raise _Invalid(accepted)  # as "2.0" is refused from the environment
     number = _number(value, accepted)
     if number != int(number) or number < 1:
         raise _Invalid(accepted)
@@ -107,7 +112,7 @@ def _port(value: object) -> Optional[int]:
     accepted = "a TCP port, an integer from 1 to 65535 (or empty for no /metrics server)"
     if value is None:
         return None
-    if isinstance(value, str) and not re.fullmatch(r"\s*\d+\s*", value):
+    if isinstance(value, float) or (isinstance(value, str) and not _DIGITS.match(value)):
         raise _Invalid(accepted)
     number = _number(value, accepted)
     if number != int(number) or not 1 <= number <= 65535:
@@ -123,7 +128,8 @@ def _address(value: object) -> str:
     try:
         ipaddress.ip_address(text)
     except ValueError:
-        if not _HOSTNAME.match(text):
+        # "256.1.1.1" would pass as a host name: an all-numeric dotted name must be an IP.
+        if not _HOSTNAME.match(text) or text.replace(".", "").isdigit():
             raise _Invalid(accepted) from None
     return text
 
@@ -182,6 +188,12 @@ SETTINGS: tuple[Setting, ...] = tuple(
 )
 
 _BY_OPTION = {setting.option: setting for setting in SETTINGS}
+_ENV_NAMES = frozenset(setting.env for setting in SETTINGS)
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """``BOTOCORE_RESILIENCE_*`` names in ``environ`` that are no setting: likely typos."""
+    return sorted(k for k in environ if k.startswith(ENV_PREFIX) and k not in _ENV_NAMES)
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from typing import Any, Callable, Optional
 from .breaker import BreakerPolicy, CircuitBreaker, Transition
 from .circuits import Circuits
 from .clock import MONOTONIC, Clock
-from .config import Settings
+from .config import Settings, unknown_variables
 from .exposition import start_metrics_server
 from .handlers import EventHandlers
 from .logs import log_internal_error, log_transition, logger
@@ -185,26 +185,33 @@ def unregister_handlers(events: Any) -> None:
 
 
 class _Binding:
-    """One target's registered handlers (and, for a session, the retry defaults we set)."""
+    """One target's registered handlers (and, for a session, the retry defaults we set).
 
-    def __init__(self, owner: Any, events: Any, session: Optional[Any]) -> None:
+    Bindings live in a ``WeakKeyDictionary`` keyed by their target, so nothing here may
+    hold the target strongly: the session (or client) is reached through a weak
+    reference, and handlers are registered on its event emitter, which does not point
+    back at it. An application that installs on a session per request leaks nothing.
+    """
+
+    def __init__(self, owner: Any, events: Any, is_session: bool) -> None:
         self.owner_ref = weakref.ref(owner)
         self.events = events
-        self.session = session
+        self.is_session = is_session
         self.handlers = EventHandlers(None)
         self.retry_defaults: Optional[RetryDefaults] = None
-        if session is None:
+        if not is_session:
             # A client may carry handlers copied from a session install: this client's own
             # install replaces them (unique ids would otherwise keep the session's).
             unregister_handlers(events)
         register_handlers(events, self.handlers)
 
     def attach(self, installation: Installation, environ: Mapping[str, str]) -> None:
-        if self.session is not None:
+        session = self.owner_ref() if self.is_session else None
+        if session is not None:
             if self.retry_defaults is not None:
-                restore_retry_defaults(self.session, self.retry_defaults)
+                restore_retry_defaults(session, self.retry_defaults)
             self.retry_defaults = apply_retry_defaults(
-                self.session,
+                session,
                 installation.settings.retry_mode,
                 installation.settings.max_attempts,
                 environ,
@@ -217,14 +224,14 @@ class _Binding:
 
     def detach(self) -> None:
         unregister_handlers(self.events)
-        if self.session is not None and self.retry_defaults is not None:
-            restore_retry_defaults(self.session, self.retry_defaults)
-            self.retry_defaults = None
+        owner = self.owner_ref()
+        if self.is_session and owner is not None and self.retry_defaults is not None:
+            restore_retry_defaults(owner, self.retry_defaults)
+        self.retry_defaults = None
         installation = self.handlers.installation
         if installation is not None and self in installation._bindings:
             installation._bindings.remove(self)
         self.handlers.installation = None  # clients that copied the handlers go quiet too
-        owner = self.owner_ref()
         if owner is not None:
             _bindings.pop(owner, None)
 
@@ -233,8 +240,8 @@ _lock = threading.RLock()
 _bindings: weakref.WeakKeyDictionary[Any, _Binding] = weakref.WeakKeyDictionary()
 
 
-def _resolve(target: Any) -> tuple[Any, Any, Optional[Any]]:
-    """``(owner, events, botocore_session_or_None)`` for any supported target."""
+def _resolve(target: Any) -> tuple[Any, Any, bool]:
+    """``(owner, event emitter, owner is a session)`` for any supported target."""
     import boto3
     import boto3.session
     import botocore.session
@@ -246,10 +253,12 @@ def _resolve(target: Any) -> tuple[Any, Any, Optional[Any]]:
     if isinstance(target, boto3.session.Session):
         target = target._session
     if isinstance(target, botocore.session.Session):
-        return target, target, target
+        # The emitter, not the session: registering on it is what session.register does,
+        # and it holds no reference back to the session.
+        return target, target.get_component("event_emitter"), True
     meta = getattr(target, "meta", None)
     if meta is not None and hasattr(meta, "events"):
-        return target, meta.events, None
+        return target, meta.events, False
     raise TypeError(
         "install() takes a boto3 Session, a botocore Session, a botocore client or None, "
         f"not {type(target).__name__}"
@@ -298,7 +307,9 @@ def install(
     """
     environ = os.environ if environ is None else environ
     settings = Settings.from_env(environ, **options)  # raises before anything is touched
-    owner, events, session = _resolve(target)
+    for name in unknown_variables(environ):
+        logger.warning("botocore_resilience: ignoring unknown setting %s (a typo?)", name)
+    owner, events, is_session = _resolve(target)
     installation = Installation(
         settings, registry=registry, clock=clock, jitter=jitter, environ=environ
     )
@@ -309,14 +320,14 @@ def install(
                 binding.detach()
             return installation
         if binding is None:
-            binding = _bindings[owner] = _Binding(owner, events, session)
+            binding = _bindings[owner] = _Binding(owner, events, is_session)
         binding.attach(installation, environ)
     return installation
 
 
 def uninstall(target: Any = None) -> None:
     """Remove what :func:`install` registered on ``target`` (no-op if nothing was)."""
-    owner, _events, _session = _resolve(target)
+    owner, _events, _is_session = _resolve(target)
     with _lock:
         binding = _bindings.get(owner)
         if binding is not None:
@@ -325,6 +336,6 @@ def uninstall(target: Any = None) -> None:
 
 def installation_of(target: Any = None) -> Optional[Installation]:
     """The active installation on ``target``, if any."""
-    owner, _events, _session = _resolve(target)
+    owner, _events, _is_session = _resolve(target)
     binding = _bindings.get(owner)
     return binding.handlers.installation if binding is not None else None

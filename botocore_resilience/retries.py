@@ -47,6 +47,8 @@ class RetryDefaults:
 
     previous: Optional[Config]
     applied: Mapping[str, Any]
+    installed: Optional[Config] = None
+    """The default client config we set; restored from only if it is still the one in place."""
 
 
 def _user_set(session: Any, logical_name: str, environ: Mapping[str, str]) -> bool:
@@ -95,10 +97,12 @@ def apply_retry_defaults(
     previous = session.get_default_client_config()
     existing = dict(getattr(previous, "retries", None) or {})
     retries = missing_retry_settings(session, existing, retry_mode, max_attempts, environ)
-    if retries:
-        merged = Config(retries={**existing, **retries})
-        session.set_default_client_config(previous.merge(merged) if previous else merged)
-    return RetryDefaults(previous=previous, applied=retries)
+    if not retries:
+        return RetryDefaults(previous=previous, applied=retries)
+    merged = Config(retries={**existing, **retries})
+    installed = previous.merge(merged) if previous else merged
+    session.set_default_client_config(installed)
+    return RetryDefaults(previous=previous, applied=retries, installed=installed)
 
 
 def client_config_with_defaults(
@@ -109,11 +113,16 @@ def client_config_with_defaults(
     environ: Mapping[str, str],
 ) -> Optional[Config]:
     """The ``config`` to pass to ``session.create_client`` so that the client gets our retry
-    defaults where the user set none (used where we see client creation, not the session)."""
+    defaults where the user set none (used where we see client creation, not the session).
+
+    Here each key is judged on its own: a client ``Config(retries={"max_attempts": 2})``
+    keeps its attempts and still gets our mode.
+    """
     if config is not None and config.retries is not None:
-        return config  # the user chose this client's retry settings
-    default = session.get_default_client_config()
-    existing = dict(getattr(default, "retries", None) or {})
+        existing = dict(config.retries)
+    else:
+        default = session.get_default_client_config()
+        existing = dict(getattr(default, "retries", None) or {})
     retries = missing_retry_settings(session, existing, retry_mode, max_attempts, environ)
     if not retries:
         return config
@@ -122,7 +131,9 @@ def client_config_with_defaults(
 
 
 def restore_retry_defaults(session: Any, defaults: RetryDefaults) -> None:
-    if defaults.applied:
+    """Undo :func:`apply_retry_defaults`, unless the user has set another default config
+    since: theirs wins."""
+    if defaults.applied and session.get_default_client_config() is defaults.installed:
         session.set_default_client_config(defaults.previous)
 
 

@@ -41,8 +41,15 @@ _BOOLEAN_GOOD_ENV = _cases_of_spelling(_TRUE_SPELLINGS, True) + _cases_of_spelli
 )
 _BOOLEAN_BAD_ENV = ["maybe", "2", "-1", "t", "f", "y", "n", "truee", "1.0", "none", "enabled"]
 # ints (1/0) passed as keywords are not in the contract's list for keywords either way: untested.
-_BOOLEAN_GOOD_KW = [(True, True), (False, False), ("yes", True), ("OFF", False)]
-_BOOLEAN_BAD_KW = [None, "maybe", 1.0, 2, [], "", "   "]
+_BOOLEAN_GOOD_KW = [
+    (True, True),
+    (False, False),
+    ("yes", True),
+    ("OFF", False),
+    (1, True),
+    (0, False),
+]
+_BOOLEAN_BAD_KW = [None, "maybe", 1.0, 2, -1, [], "", "   "]
 
 _COUNT_GOOD_ENV = [("1", 1), ("3", 3), (" 7 ", 7), ("+2", 2), ("100", 100)]
 _COUNT_BAD_ENV = [
@@ -65,6 +72,8 @@ _COUNT_GOOD_KW = [(1, 1), (3, 3), (10**6, 10**6), ("4", 4)]
 _COUNT_BAD_KW = [
     0,
     -1,
+    2.0,  # refused like "2.0" from the environment
+    "\u0663",  # ARABIC-INDIC DIGIT THREE: ASCII digits only
     2.5,
     0.5,
     "2.5",
@@ -146,7 +155,7 @@ CASES: dict[str, Cases] = {
         [("1", 1), ("9100", 9100), ("65535", 65535), (" 8000 ", 8000)],
         ["0", "65536", "abc", "80.0", "-1", "nan", "inf", "1e3", "99999"],
         [(9100, 9100), (None, None), ("9100", 9100), (65535, 65535)],
-        [0, 65536, -1, True, 80.5, math.nan, math.inf, "80.0", "abc", "0"],
+        [0, 65536, -1, True, 80.0, 80.5, math.nan, math.inf, "80.0", "abc", "0", "\u0663"],
     ),
     "metrics_addr": Cases(
         [
@@ -158,7 +167,7 @@ CASES: dict[str, Cases] = {
             ("metrics.internal", "metrics.internal"),
             (" 10.0.0.1 ", "10.0.0.1"),
         ],
-        ["not an address", "http://x", "-bad", "a..b", "[::1]", "host_name"],
+        ["not an address", "http://x", "-bad", "a..b", "[::1]", "host_name", "256.1.1.1", "1.2.3"],
         [("127.0.0.1", "127.0.0.1")],
         [127, None, "", " ", True],
     ),
@@ -469,3 +478,14 @@ def test_install_reads_the_environ_it_is_given() -> None:
         assert installation.settings.scope == "operation"
     finally:
         installation.uninstall()
+
+
+def test_unknown_variables_are_reported_as_likely_typos() -> None:
+    from botocore_resilience.config import unknown_variables
+
+    environ = {
+        "BOTOCORE_RESILIENCE_FAILURE_TRESHOLD": "3",
+        "BOTOCORE_RESILIENCE_SCOPE": "bucket",
+        "AWS_REGION": "us-east-1",
+    }
+    assert unknown_variables(environ) == ["BOTOCORE_RESILIENCE_FAILURE_TRESHOLD"]

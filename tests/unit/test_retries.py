@@ -534,9 +534,23 @@ def test_client_config_with_defaults_when_nothing_is_set() -> None:
     assert new_client(session, config).meta.config.retries == OURS
 
 
-def test_client_config_with_defaults_keeps_a_config_that_sets_retries() -> None:
+def test_client_config_with_defaults_keeps_what_a_config_sets_and_fills_the_rest() -> None:
+    # Each key on its own: the user chose the mode, not the attempts.
     session = new_session()
     mine = Config(retries={"mode": "standard"})
+    config = client_config_with_defaults(session, mine, "adaptive", 4, {})
+    assert config is not None
+    assert config.retries == {"mode": "standard", "total_max_attempts": 4}
+    assert mine.retries == {"mode": "standard"}
+    counted = Config(retries={"max_attempts": 2})  # botocore: 2 retries, i.e. 3 attempts
+    config = client_config_with_defaults(session, counted, "adaptive", 4, {})
+    assert config is not None
+    assert config.retries == {"max_attempts": 2, "mode": "adaptive"}
+
+
+def test_client_config_with_defaults_keeps_a_config_that_sets_both() -> None:
+    session = new_session()
+    mine = Config(retries={"mode": "standard", "total_max_attempts": 2})
     assert client_config_with_defaults(session, mine, "adaptive", 4, {}) is mine
 
 
