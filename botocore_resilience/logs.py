@@ -8,6 +8,7 @@ can echo any of those).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from typing import Optional
@@ -20,6 +21,13 @@ logger = logging.getLogger("botocore_resilience")
 
 
 def log_transition(transition: Transition, recovery_timeout: float) -> None:
+    try:
+        _log_transition(transition, recovery_timeout)
+    except Exception:
+        log_internal_error("logging")
+
+
+def _log_transition(transition: Transition, recovery_timeout: float) -> None:
     if transition.to_state is CircuitState.OPEN:
         logger.warning(
             "circuit %s OPEN after %d consecutive failed calls (last: %s); "
@@ -44,15 +52,20 @@ def log_retry(
     service: str, operation: str, bucket: str, key: Optional[str], attempt: int, reason: str
 ) -> None:
     # attempt counts retries: 1 is the first retry (the second request sent).
-    logger.info(
-        "retry %d of %s %s bucket=%s key=%s after %s",
-        attempt,
-        service,
-        operation,
-        bucket or "-",
-        key if key is not None else "-",
-        reason or "unknown",
-    )
+    try:
+        logger.info(
+            "retry %d of %s %s bucket=%s key=%s after %s",
+            attempt,
+            service,
+            operation,
+            bucket or "-",
+            key if key is not None else "-",
+            reason or "unknown",
+        )
+    except Exception:
+        # A handler whose emit() raises (instead of calling handleError) must not fail
+        # the AWS call, nor skip the retry's metric that the caller records next.
+        log_internal_error("logging")
 
 
 _reported: set[str] = set()
@@ -61,13 +74,17 @@ _reported_lock = threading.Lock()
 
 def log_internal_error(where: str) -> None:
     """Log a failure inside our own handlers: WARNING with the traceback the first time
-    for each place, DEBUG after that, so a broken registry cannot flood the logs."""
+    for each place, DEBUG after that, so a broken registry cannot flood the logs.
+
+    Never raises, even when a logging handler does: this is what every guard calls."""
     with _reported_lock:
         first = where not in _reported
         _reported.add(where)
-    logger.log(
-        logging.WARNING if first else logging.DEBUG,
-        "botocore_resilience: internal error in %s ignored; the AWS call is unaffected",
-        where,
-        exc_info=True,
-    )
+    # If logging itself is failing there is nowhere left to say so, and we must not raise.
+    with contextlib.suppress(Exception):
+        logger.log(
+            logging.WARNING if first else logging.DEBUG,
+            "botocore_resilience: internal error in %s ignored; the AWS call is unaffected",
+            where,
+            exc_info=True,
+        )
