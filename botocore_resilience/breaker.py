@@ -221,7 +221,7 @@ class CircuitBreaker:
         """Report how the call made under ``permit`` ended. Stale permits are ignored."""
         if permit is None or permit.generation != self._generation:
             return  # cheap unlocked pre-check; re-checked under the lock
-        if outcome is Outcome.SUCCESS and not permit.is_probe and self._failures == 0:
+        if outcome is Outcome.SUCCESS and permit.probe_id == 0 and self._failures == 0:
             return  # the common case: a success while healthy changes nothing
         transitions: list[Transition] = []
         with self._lock:

@@ -19,10 +19,12 @@ raise on purpose is :class:`CircuitBreakerOpen`, outside the guard.
 
 from __future__ import annotations
 
+from time import monotonic as _monotonic
 from typing import TYPE_CHECKING, Any, Optional
 
 from .breaker import CircuitBreaker, Outcome, Permit
 from .classification import describe_attempt, error_code, judge_exception, judge_response
+from .clock import MONOTONIC
 from .errors import CircuitBreakerOpen
 from .logs import log_internal_error, log_retry
 from .retries import max_attempts_of
@@ -34,6 +36,7 @@ __all__ = ["CALL_KEY", "EventHandlers"]
 
 CALL_KEY = "botocore_resilience.call"
 _TARGET_KEY = "botocore_resilience.target"
+_NO_TARGET = ("", None)
 
 _hyphenized: dict[str, str] = {}
 
@@ -116,7 +119,7 @@ class EventHandlers:
     ) -> Optional[CircuitBreakerOpen]:
         service = _service_of(model)
         operation = model.name
-        bucket, key = context.get(_TARGET_KEY) or ("", None)
+        bucket, key = context.get(_TARGET_KEY) or _NO_TARGET
         circuits = installation.circuits
         breaker = permit = None
         if circuits is not None:
@@ -138,9 +141,9 @@ class EventHandlers:
                     operation=operation,
                     retry_after=breaker.retry_after(),
                 )
-        context[CALL_KEY] = _Call(
-            service, operation, bucket, key, breaker, permit, installation.clock.monotonic()
-        )
+        clock = installation.clock  # the default one read without its wrapper's frame
+        started = _monotonic() if clock is MONOTONIC else clock.monotonic()
+        context[CALL_KEY] = _Call(service, operation, bucket, key, breaker, permit, started)
         return None
 
     # -- request-created (per attempt) -------------------------------------------------------
@@ -223,15 +226,19 @@ class EventHandlers:
             if call is None:
                 return
             status = http_response.status_code
-            code = error_code(parsed)
-            outcome = judge_response(status, code)
-            self._finish(
-                installation,
-                call,
-                outcome,
-                describe_attempt(status, code, None),
-                "success" if status < 300 else "error",
-            )
+            if status < 300 and not (parsed and parsed.get("Error")):
+                # The common case, judged without the general path: a 2xx without an
+                # error code is a success, and a success's cause is never used.
+                self._finish(installation, call, Outcome.SUCCESS, "", "success")
+            else:
+                code = error_code(parsed)
+                self._finish(
+                    installation,
+                    call,
+                    judge_response(status, code),
+                    describe_attempt(status, code, None),
+                    "success" if status < 300 else "error",
+                )
             metadata = parsed.get("ResponseMetadata") if parsed else None
             if metadata and metadata.get("RetryQuotaReached"):
                 installation.safely(
@@ -264,16 +271,14 @@ class EventHandlers:
         # The circuit first: the breaker must hear the outcome even if metrics are broken.
         if call.breaker is not None:
             call.breaker.record(call.permit, outcome, cause)
-        duration = installation.clock.monotonic() - call.started
-        installation.safely(
-            "metrics",
-            installation.metrics.call_finished,
-            call.service,
-            call.operation,
-            call.bucket,
-            result,
-            duration,
-        )
+        clock = installation.clock
+        duration = (_monotonic() if clock is MONOTONIC else clock.monotonic()) - call.started
+        try:  # what installation.safely("metrics", ...) does, without two more frames
+            installation.metrics.call_finished(
+                call.service, call.operation, call.bucket, result, duration
+            )
+        except Exception:
+            log_internal_error("metrics")
 
 
 def _retry_context(
