@@ -77,3 +77,31 @@ def test_the_testing_how_to_examples_pass(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "2 passed" in result.stdout
+
+
+def test_the_settings_page_lists_every_setting_with_its_default() -> None:
+    """docs/reference/settings.md has one row per setting of the code's table, default included."""
+    from botocore_resilience.config import SETTINGS
+
+    page = (DOCS / "reference" / "settings.md").read_text()
+    rows = {
+        match.group(1): (match.group(2), match.group(3))
+        for match in re.finditer(
+            r"^\| `(BOTOCORE_RESILIENCE_\w+)` \| `(\w+)` \| ([^|]+) \|", page, re.M
+        )
+    }
+    assert set(rows) == {setting.env for setting in SETTINGS}
+    for setting in SETTINGS:
+        option, default = rows[setting.env]
+        assert option == setting.option
+        shown = default.strip().strip("`")
+        if setting.default is None:
+            assert shown == "unset", setting.env
+        elif isinstance(setting.default, bool):
+            assert shown == ("true" if setting.default else "false") or shown == (
+                "on" if setting.default else "off"
+            ), setting.env
+        elif isinstance(setting.default, float):
+            assert float(shown) == setting.default, setting.env
+        else:
+            assert shown.strip('"') == str(setting.default), setting.env
