@@ -72,6 +72,11 @@ class FaultLayer:
         with self._in_flight_changed:
             return self._in_flight_changed.wait_for(lambda: self._in_flight >= count, timeout)
 
+    def wait_for_idle(self, timeout: float) -> bool:
+        """Block until no request is in flight; ``False`` on timeout."""
+        with self._in_flight_changed:
+            return self._in_flight_changed.wait_for(lambda: self._in_flight == 0, timeout)
+
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         app = self.app
         assert app is not None, "FaultLayer.app must be set before serving"
@@ -86,8 +91,9 @@ class FaultLayer:
         try:
             return self._serve(app, path, environ, start_response)
         finally:
-            with self._lock:
+            with self._in_flight_changed:
                 self._in_flight -= 1
+                self._in_flight_changed.notify_all()
 
     def _serve(
         self, app: WSGIApp, path: str, environ: dict[str, Any], start_response: StartResponse

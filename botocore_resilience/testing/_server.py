@@ -7,30 +7,26 @@ extra.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import random
-import socket
 import threading
 import uuid
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Optional
+from typing import Any, Optional
 
 from ._clients import make_client, make_session
 from ._counter import RequestCounter
 from ._faults import HTTPFault
 from ._middleware import INTERNAL_HEADER, FaultLayer, WSGIApp
 from ._rules import FaultRule, RuleBook
-
-if TYPE_CHECKING:
-    from werkzeug.serving import BaseWSGIServer
+from ._serving import BackgroundServer
 
 __all__ = ["LocalS3"]
 
 _logger = logging.getLogger("botocore_resilience.testing")
 
-# How often the serving loop checks for a stop request: the most stop() can wait.
-_POLL_INTERVAL = 0.05
+# The most stop() waits for requests in flight to finish once their connections are cut.
+_DRAIN_TIMEOUT = 5.0
 
 
 class LocalS3:
@@ -64,12 +60,10 @@ class LocalS3:
     def __init__(self, *, port: int = 0, account_id: Optional[str] = None) -> None:
         """``port=0`` (the default) picks a free port at the first :meth:`start`."""
         self._host = "127.0.0.1"
-        self._port = port
         self.account_id = account_id or str(random.randrange(10**11, 10**12))
         self._rules: RuleBook[HTTPFault] = RuleBook()
         self._counter = RequestCounter()
         self._stopping = threading.Event()
-        self._connections = _Connections()
         self._lifecycle = threading.RLock()
         self._layer = FaultLayer(
             account_id=self.account_id,
@@ -77,8 +71,7 @@ class LocalS3:
             counter=self._counter,
             stopping=self._stopping,
         )
-        self._server: Optional[BaseWSGIServer] = None
-        self._thread: Optional[threading.Thread] = None
+        self._server = BackgroundServer(self._layer, host=self._host, port=port, name="LocalS3")
         self._internal: Any = None
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -86,62 +79,39 @@ class LocalS3:
     def start(self) -> LocalS3:
         """Start serving (idempotent); returns ``self``. Raises ``OSError`` if the port is taken."""
         with self._lifecycle:
-            if self._server is not None:
+            if self._server.running:
                 return self
             if self._layer.app is None:
                 self._layer.app = _moto_app(self.account_id)
-            from werkzeug.serving import make_server
-
-            listener = _listen(self._host, self._port)
-            try:
-                server = make_server(
-                    self._host,
-                    listener.getsockname()[1],
-                    self._layer,  # type: ignore[arg-type]
-                    threaded=True,
-                    request_handler=_handler_class(self._connections),
-                    fd=listener.fileno(),  # werkzeug duplicates it
-                )
-            finally:
-                listener.close()
-            self._port = server.server_address[1]
             self._stopping.clear()
-            thread = threading.Thread(
-                target=server.serve_forever,
-                kwargs={"poll_interval": _POLL_INTERVAL},
-                name=f"LocalS3:{self._port}",
-                daemon=True,
-            )
-            thread.start()
-            self._server, self._thread = server, thread
+            self._server.start()
             _logger.debug("LocalS3 serving on %s", self.endpoint_url)
             return self
 
     def stop(self) -> None:
         """Stop serving (idempotent): new connections are refused, open ones are closed.
 
-        Requests held back by :attr:`latency` are cut short. The port stays this
-        server's: :meth:`start` binds it again.
+        Requests held back by :attr:`latency` are cut short, and recorded in
+        :attr:`requests` (with ``status=None``) by the time this returns. The
+        port stays this server's: :meth:`start` binds it again.
         """
         with self._lifecycle:
-            server, thread = self._server, self._thread
-            if server is None or thread is None:
+            if not self._server.running:
                 return
-            server.shutdown()  # returns once the serving loop has exited
-            server.server_close()  # from here on, connecting is refused
-            self._connections.close_all()  # keep-alive and in-flight ones too
-            # Last, so that a request cut short in its latency wait finds its connection
+            self._server.stop()
+            # Only now, so that a request cut short in its latency wait finds its connection
             # gone: the client sees the connection drop, not an answer.
             self._stopping.set()
-            thread.join()
-            self._server = self._thread = None
-            _logger.debug("LocalS3 on port %s stopped", self._port)
+            # Let the requests just cut short be recorded, so that a test sees them as soon
+            # as stop() returns. Bounded: a request stuck in moto must not hang stop().
+            self._layer.wait_for_idle(timeout=_DRAIN_TIMEOUT)
+            _logger.debug("LocalS3 on port %s stopped", self._server.port)
 
     @property
     def running(self) -> bool:
         """``True`` between :meth:`start` and :meth:`stop`."""
         with self._lifecycle:
-            return self._server is not None
+            return self._server.running
 
     def __enter__(self) -> LocalS3:
         return self.start()
@@ -159,9 +129,10 @@ class LocalS3:
     @property
     def port(self) -> int:
         """The TCP port (known once the server has started)."""
-        if not self._port:
+        port = self._server.port
+        if not port:
             raise RuntimeError("LocalS3 has no port until it has been started")
-        return self._port
+        return port
 
     @property
     def endpoint_url(self) -> str:
@@ -315,7 +286,7 @@ class LocalS3:
             s3.delete_bucket(Bucket=name)
 
     def __repr__(self) -> str:
-        where = self.endpoint_url if self._port else "not started"
+        where = self.endpoint_url if self._server.port else "not started"
         state = "running" if self.running else "stopped"
         return f"LocalS3({where}, {state}, account_id={self.account_id!r})"
 
@@ -360,67 +331,3 @@ def _moto_app(account_id: str) -> WSGIApp:
     # request, maybe made with a short read timeout, is not the one that waits for it.
     Client(app).get("/", headers={"x-moto-account-id": account_id})
     return app
-
-
-def _listen(host: str, port: int) -> socket.socket:
-    # Bound here rather than by werkzeug, which exits the process when a port is taken.
-    # SO_REUSEADDR lets a restart bind the port while old connections sit in TIME_WAIT.
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind((host, port))
-        listener.listen(256)
-    except BaseException:
-        listener.close()
-        raise
-    return listener
-
-
-class _Connections:
-    """The sockets the server has accepted and not yet closed."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._open: set[socket.socket] = set()
-
-    def add(self, connection: socket.socket) -> None:
-        with self._lock:
-            self._open.add(connection)
-
-    def discard(self, connection: socket.socket) -> None:
-        with self._lock:
-            self._open.discard(connection)
-
-    def close_all(self) -> None:
-        with self._lock:
-            connections, self._open = self._open, set()
-        for connection in connections:
-            # shutdown, not close: the handler thread owns the socket and closes it itself,
-            # and shutdown wakes it if it is blocked reading.
-            with contextlib.suppress(OSError):
-                connection.shutdown(socket.SHUT_RDWR)
-
-
-def _handler_class(connections: _Connections) -> Any:
-    from werkzeug.serving import WSGIRequestHandler
-
-    class Handler(WSGIRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def setup(self) -> None:
-            super().setup()
-            connections.add(self.connection)
-
-        def finish(self) -> None:
-            try:
-                super().finish()
-            finally:
-                connections.discard(self.connection)
-
-        def log_request(self, code: Any = "-", size: Any = "-") -> None:
-            pass  # one line per request would drown test output
-
-        def log(self, type: str, message: str, *args: Any) -> None:
-            _logger.debug("LocalS3 %s: " + message.rstrip(), type, *args)
-
-    return Handler
