@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import pytest
 from botocore.exceptions import EndpointConnectionError, ReadTimeoutError
@@ -46,10 +47,10 @@ def test_connection_fault_builds_botocore_errors() -> None:
         ConnectionFault(ValueError)  # type: ignore[arg-type]
 
 
-def parse_error(protocol: str, status: int, headers: dict[str, str], body: bytes) -> dict:
+def parse_error(protocol: str, status: int, headers: dict[str, str], body: bytes) -> Any:
     parser = create_parser(protocol)
     response = {"status_code": status, "headers": headers, "body": body}
-    return parser.parse(response, None)  # type: ignore[no-any-return]
+    return parser.parse(response, None)
 
 
 @pytest.mark.parametrize(
