@@ -100,7 +100,8 @@ class Circuits:
             raise ValueError(f"unknown scope {scope!r}")
         if max_circuits < 1:
             raise ValueError(f"max_circuits must be >= 1, not {max_circuits!r}")
-        self._scope = scope
+        self._by_operation = scope == "operation"
+        self._by_bucket = scope == "bucket"
         self._prefix = f"{prefix}/" if prefix else ""
         self._policy = policy
         self._clock = clock
@@ -121,17 +122,16 @@ class Circuits:
 
     def key(self, service: str, region: Optional[str], operation: str, bucket: str) -> Key:
         """The cache key of the circuit a call belongs to (cheap: no formatting)."""
-        if self._scope == "operation":
-            return (service, region or _GLOBAL, operation)
-        if self._scope == "bucket" and bucket:
-            return (service, region or _GLOBAL, bucket)
-        return (service, region or _GLOBAL, "")
+        detail = operation if self._by_operation else bucket if self._by_bucket else ""
+        return (service, region or _GLOBAL, detail)
 
     def breaker_for(
         self, service: str, region: Optional[str], operation: str, bucket: str
     ) -> CircuitBreaker:
         """The breaker of the circuit a call belongs to, created (or evicted for) if need be."""
-        key = self.key(service, region, operation, bucket)
+        # key(), inlined: this runs on every call.
+        detail = operation if self._by_operation else bucket if self._by_bucket else ""
+        key = (service, region or _GLOBAL, detail)
         entry = self._by_key.get(key)
         if entry is not None:
             entry.used = True  # a plain store, no lock: losing one to a race is harmless
