@@ -272,9 +272,7 @@ class CircuitBreaker:
     def _move(
         self, to: CircuitState, now: float, cause: str, transitions: list[Transition]
     ) -> None:
-        transitions.append(
-            Transition(self._name, self._state, to, self._generation + 1, self._failures, cause)
-        )
+        from_state = self._state
         self._generation += 1
         self._state = to
         self._probes.clear()
@@ -286,6 +284,10 @@ class CircuitBreaker:
             self._closed_permit = Permit(self._generation)
         else:
             self._closed_permit = None
+        # Built last, so that it reports the failure count the new state starts with.
+        transitions.append(
+            Transition(self._name, from_state, to, self._generation, self._failures, cause)
+        )
 
     def _notify(self, transitions: list[Transition]) -> None:
         # Outside the lock: an observer may log, and a log handler may itself make an AWS

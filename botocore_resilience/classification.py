@@ -157,6 +157,6 @@ def describe_attempt(
     """
     if exception is not None:
         return type(exception).__name__
-    if code:
+    if code and code != str(status):  # a HEAD error has no body: its "code" is the status
         return f"{status} {code}" if status else code
     return str(status) if status is not None else "unknown"

@@ -26,7 +26,7 @@ from .breaker import CircuitBreaker, Outcome, Permit
 from .classification import describe_attempt, error_code, judge_exception, judge_response
 from .clock import MONOTONIC
 from .errors import CircuitBreakerOpen
-from .logs import log_internal_error, log_retry
+from .logs import call_safely, log_internal_error, log_retry
 from .retries import max_attempts_of
 
 if TYPE_CHECKING:
@@ -52,7 +52,17 @@ def _service_of(model: Any) -> str:
 class _Call:
     """What we remember about one logical call while botocore works on it."""
 
-    __slots__ = ("breaker", "bucket", "key", "operation", "permit", "reason", "service", "started")
+    __slots__ = (
+        "breaker",
+        "bucket",
+        "key",
+        "operation",
+        "permit",
+        "reason",
+        "sent",
+        "service",
+        "started",
+    )
 
     def __init__(
         self,
@@ -72,6 +82,7 @@ class _Call:
         self.permit = permit
         self.started = started
         self.reason = ""  # why the latest attempt failed, for the retry log line
+        self.sent = False  # an attempt reached the transport (botocore asked needs-retry)
 
 
 class EventHandlers:
@@ -126,7 +137,7 @@ class EventHandlers:
             breaker = circuits.breaker_for(service, context.get("client_region"), operation, bucket)
             permit = breaker.acquire()
             if permit is None:
-                installation.safely(
+                call_safely(
                     "metrics",
                     installation.metrics.call_finished,
                     service,
@@ -186,6 +197,7 @@ class EventHandlers:
             call = context.get(CALL_KEY)
             if call is None:
                 return None
+            call.sent = True
             status: Optional[int] = None
             parsed = None
             if response is not None:
@@ -241,7 +253,7 @@ class EventHandlers:
                 )
             metadata = parsed.get("ResponseMetadata") if parsed else None
             if metadata and metadata.get("RetryQuotaReached"):
-                installation.safely(
+                call_safely(
                     "metrics", installation.metrics.quota_exhausted, call.service, call.operation
                 )
         except Exception:
@@ -271,9 +283,11 @@ class EventHandlers:
         # The circuit first: the breaker must hear the outcome even if metrics are broken.
         if call.breaker is not None:
             call.breaker.record(call.permit, outcome, cause)
-        clock = installation.clock
-        duration = (_monotonic() if clock is MONOTONIC else clock.monotonic()) - call.started
-        try:  # what installation.safely("metrics", ...) does, without two more frames
+        duration = None  # a call that never reached the transport has no duration sample
+        if call.sent:
+            clock = installation.clock
+            duration = (_monotonic() if clock is MONOTONIC else clock.monotonic()) - call.started
+        try:  # what call_safely("metrics", ...) does, without two more frames
             installation.metrics.call_finished(
                 call.service, call.operation, call.bucket, result, duration
             )

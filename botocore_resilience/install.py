@@ -24,7 +24,7 @@ from .clock import MONOTONIC, Clock
 from .config import Settings, unknown_variables
 from .exposition import start_metrics_server
 from .handlers import EventHandlers
-from .logs import log_internal_error, log_transition, logger
+from .logs import call_safely, log_transition, logger
 from .metrics import NULL_METRICS, MetricsSink, metrics_for
 from .retries import GapFiller, RetryDefaults, apply_retry_defaults, restore_retry_defaults
 
@@ -86,10 +86,6 @@ class Installation:
                 if binding.handlers.installation is self:
                     binding.detach()
 
-    def safely(self, where: str, function: Callable[..., Any], *args: Any) -> None:
-        """Call ``function``; log and swallow anything it raises (metrics never break a call)."""
-        _safely(where, function, *args)
-
     def __repr__(self) -> str:
         return f"Installation(name={self.settings.name!r}, circuits={len(self.breakers())})"
 
@@ -102,14 +98,14 @@ class _CircuitObserver:
         self._recovery_timeout = recovery_timeout
 
     def on_transition(self, transition: Transition) -> None:
-        _safely("metrics", self._metrics.transition, transition)
-        _safely("logging", log_transition, transition, self._recovery_timeout)
+        call_safely("metrics", self._metrics.transition, transition)
+        call_safely("logging", log_transition, transition, self._recovery_timeout)
 
     def on_created(self, breaker: CircuitBreaker) -> None:
-        _safely("metrics", self._metrics.circuit_added, breaker.name, breaker.state)
+        call_safely("metrics", self._metrics.circuit_added, breaker.name, breaker.state)
 
     def on_removed(self, breaker: CircuitBreaker) -> None:
-        _safely("metrics", self._metrics.circuit_removed, breaker.name)
+        call_safely("metrics", self._metrics.circuit_removed, breaker.name)
 
 
 # Installations with the same settings, metrics and clock share their circuits: a service
@@ -146,13 +142,6 @@ def _shared_circuits(settings: Settings, metrics: MetricsSink, clock: Clock) -> 
             circuits.keepalive = (metrics, clock)
             _circuits[key] = circuits
         return circuits
-
-
-def _safely(where: str, function: Callable[..., Any], *args: Any) -> None:
-    try:
-        function(*args)
-    except Exception:
-        log_internal_error(where)
 
 
 def _make_metrics(settings: Settings, registry: Any, environ: Mapping[str, str]) -> MetricsSink:

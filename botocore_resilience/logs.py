@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 import threading
-from typing import Optional
+from typing import Any, Callable, Optional
 
 from .breaker import CircuitState, Transition
 
-__all__ = ["log_internal_error", "log_retry", "log_transition", "logger"]
+__all__ = ["call_safely", "log_internal_error", "log_retry", "log_transition", "logger"]
 
 logger = logging.getLogger("botocore_resilience")
 
@@ -82,9 +83,22 @@ def log_internal_error(where: str) -> None:
         _reported.add(where)
     # If logging itself is failing there is nowhere left to say so, and we must not raise.
     with contextlib.suppress(Exception):
+        error = sys.exc_info()[1]
+        if error is not None:
+            # Show our failure only, not the exception it happened "during handling of": that
+            # one is botocore's, and its message can hold a URL or a service's error text.
+            error.__suppress_context__ = True
         logger.log(
             logging.WARNING if first else logging.DEBUG,
             "botocore_resilience: internal error in %s ignored; the AWS call is unaffected",
             where,
             exc_info=True,
         )
+
+
+def call_safely(where: str, function: Callable[..., Any], *args: Any) -> None:
+    """Call ``function``; log and swallow anything it raises (metrics never break a call)."""
+    try:
+        function(*args)
+    except Exception:
+        log_internal_error(where)

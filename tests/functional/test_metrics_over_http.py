@@ -358,11 +358,6 @@ def test_duration_covers_every_attempt_and_backoff_exactly(
     assert value(registry, DURATION + "_bucket", le="+Inf", **labels) == 5
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="library bug: a call that fails before sending (NoCredentialsError) gets a "
-    "duration sample; the contract times only calls that were sent",
-)
 def test_a_call_that_fails_before_sending_has_no_duration_sample(
     s3: LocalS3, installed: Installed, registry: CollectorRegistry
 ) -> None:
