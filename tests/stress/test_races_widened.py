@@ -1,0 +1,281 @@
+"""Races made wide on purpose: the breaker's critical sections yield, or wait for a signal,
+while they hold the lock, so that other threads pile up exactly where a bug would show.
+
+A correct breaker still grants no more than ``half_open_max_calls`` probes, loses no
+failure, and opens exactly once.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Optional
+
+import pytest
+from botocore.exceptions import ClientError
+from prometheus_client import CollectorRegistry
+
+from botocore_resilience import CircuitState
+from botocore_resilience.breaker import (
+    BreakerPolicy,
+    CircuitBreaker,
+    Outcome,
+    Permit,
+    Transition,
+)
+from botocore_resilience.metrics import Metrics
+from botocore_resilience.testing import SLOW_DOWN, FakeClock, LocalS3
+
+from .conftest import WAIT, Installed
+from .test_breaker_under_load import Tally, head_bucket, probe_round
+
+pytestmark = [pytest.mark.stress, pytest.mark.timeout(120)]
+
+THREADS = 48
+
+
+def _yield() -> None:
+    time.sleep(0)  # gives the GIL away; with a tiny switch interval another thread takes it
+
+
+class YieldingClock(FakeClock):
+    """A fake clock whose every read gives the GIL away (the breaker reads it under its lock)."""
+
+    def monotonic(self) -> float:
+        _yield()
+        return super().monotonic()
+
+
+@pytest.fixture
+def widened(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The critical sections yield while holding the breaker's lock: on entry and exit,
+    and between "is there a free probe slot?" and taking it (the policy's ``lease`` is read
+    there). The interpreter switches threads every microsecond instead of every 5 ms."""
+    acquire_locked = CircuitBreaker._acquire_locked
+    record_locked = CircuitBreaker._record_locked
+    lease = BreakerPolicy.lease
+
+    def slow_acquire(self: CircuitBreaker, transitions: list[Transition]) -> Optional[Permit]:
+        _yield()
+        permit = acquire_locked(self, transitions)
+        _yield()
+        return permit
+
+    def slow_record(self: CircuitBreaker, *args: Any) -> None:
+        _yield()
+        record_locked(self, *args)
+        _yield()
+
+    def slow_lease(self: BreakerPolicy) -> float:
+        _yield()
+        return lease.fget(self)  # type: ignore[attr-defined,no-any-return]
+
+    monkeypatch.setattr(CircuitBreaker, "_acquire_locked", slow_acquire)
+    monkeypatch.setattr(CircuitBreaker, "_record_locked", slow_record)
+    monkeypatch.setattr(BreakerPolicy, "lease", property(slow_lease))
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(interval)
+
+
+def race(threads: int, work: Any) -> list[Any]:
+    start = threading.Barrier(threads)
+
+    def run(i: int) -> Any:
+        start.wait(WAIT)
+        return work(i)
+
+    with ThreadPoolExecutor(threads) as pool:
+        return [f.result(timeout=WAIT) for f in [pool.submit(run, i) for i in range(threads)]]
+
+
+class Transitions:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.seen: list[tuple[CircuitState, CircuitState]] = []
+
+    def __call__(self, transition: Transition) -> None:
+        with self._lock:
+            self.seen.append((transition.from_state, transition.to_state))
+
+
+@pytest.mark.usefixtures("widened")
+@pytest.mark.parametrize("max_calls", [1, 2, 5])
+def test_widened_acquire_never_grants_more_probes_than_allowed(max_calls: int) -> None:
+    clock = YieldingClock()
+    transitions = Transitions()
+    policy = BreakerPolicy(failure_threshold=1, half_open_max_calls=max_calls)
+    breaker = CircuitBreaker("s3/us-east-1", policy, clock, transitions)
+    breaker.record(breaker.acquire(), Outcome.FAILURE)
+    for cycle in range(20):
+        assert breaker.state is CircuitState.OPEN
+        clock.advance(60)
+        permits = [p for p in race(THREADS, lambda _: breaker.acquire()) if p is not None]
+        assert len(permits) == max_calls, cycle
+        assert len({p.probe_id for p in permits}) == max_calls
+        # Nobody else gets in while the probes are out.
+        assert race(THREADS, lambda _: breaker.acquire()) == [None] * THREADS
+        breaker.record(permits[0], Outcome.FAILURE)  # back to open for the next cycle
+    # Exactly one open->half_open and one half_open->open per cycle: no double transition.
+    assert transitions.seen.count((CircuitState.OPEN, CircuitState.HALF_OPEN)) == 20
+    assert transitions.seen.count((CircuitState.HALF_OPEN, CircuitState.OPEN)) == 20
+
+
+class WidenedBreaker(CircuitBreaker):
+    """Reading the failure count yields, so ``self._failures += 1`` is a read, a thread
+    switch, and a write: unlocked, increments would be lost."""
+
+    @property  # type: ignore[override]
+    def _failures(self) -> int:
+        value: int = self.__dict__["_failure_count"]
+        _yield()
+        return value
+
+    @_failures.setter
+    def _failures(self, value: int) -> None:
+        self.__dict__["_failure_count"] = value
+
+
+@pytest.mark.usefixtures("widened")
+def test_widened_record_loses_no_failure() -> None:
+    per_thread = 25
+    threshold = THREADS * per_thread
+    transitions = Transitions()
+    breaker = WidenedBreaker(
+        "s3/us-east-1", BreakerPolicy(failure_threshold=threshold), YieldingClock(), transitions
+    )
+    permit = breaker.acquire()
+
+    def fail(_: int) -> None:
+        for _ in range(per_thread):
+            breaker.record(permit, Outcome.FAILURE, "SlowDown")
+
+    # One thread short of the threshold first: every failure must have been counted.
+    race(THREADS, lambda i: fail(i) if i else None)
+    assert breaker.consecutive_failures == threshold - per_thread
+    assert breaker.state is CircuitState.CLOSED
+    race(1, fail)
+    assert breaker.state is CircuitState.OPEN
+    assert transitions.seen == [(CircuitState.CLOSED, CircuitState.OPEN)]
+
+
+@pytest.mark.usefixtures("widened")
+def test_widened_record_opens_exactly_once_when_all_threads_cross_the_threshold() -> None:
+    per_thread = 10
+    threshold = THREADS * per_thread // 2
+    transitions = Transitions()
+    breaker = WidenedBreaker(
+        "s3/us-east-1", BreakerPolicy(failure_threshold=threshold), YieldingClock(), transitions
+    )
+    permit = breaker.acquire()
+
+    def fail(_: int) -> None:
+        for _ in range(per_thread):
+            breaker.record(permit, Outcome.FAILURE, "SlowDown")
+
+    race(THREADS, fail)
+    assert transitions.seen == [(CircuitState.CLOSED, CircuitState.OPEN)]
+    assert breaker.consecutive_failures == threshold  # the late failures were stale: ignored
+
+
+def test_a_probe_holding_the_lock_keeps_every_other_thread_out(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A handshake, not a hope: the first thread to take a probe waits, lock held, until
+    every other thread has arrived at ``acquire``; they must all be refused afterwards."""
+    clock = FakeClock()
+    breaker = CircuitBreaker("s3/us-east-1", BreakerPolicy(failure_threshold=1), clock)
+    breaker.record(breaker.acquire(), Outcome.FAILURE)
+    clock.advance(60)
+
+    arrived = threading.Semaphore(0)
+    others = THREADS - 1
+    acquire = CircuitBreaker.acquire
+    acquire_locked = CircuitBreaker._acquire_locked
+    holder: list[int] = []
+
+    def counting_acquire(self: CircuitBreaker) -> Optional[Permit]:
+        arrived.release()
+        return acquire(self)
+
+    def holding_acquire_locked(
+        self: CircuitBreaker, transitions: list[Transition]
+    ) -> Optional[Permit]:
+        permit = acquire_locked(self, transitions)
+        if permit is not None and not holder:
+            holder.append(threading.get_ident())
+            for _ in range(THREADS):  # everyone, this thread included, has arrived
+                assert arrived.acquire(timeout=WAIT)
+        return permit
+
+    monkeypatch.setattr(CircuitBreaker, "acquire", counting_acquire)
+    monkeypatch.setattr(CircuitBreaker, "_acquire_locked", holding_acquire_locked)
+    results = race(THREADS, lambda _: breaker.acquire())
+    assert sum(p is not None for p in results) == 1
+    assert results.count(None) == others
+
+
+def test_widened_metrics_lose_no_count(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Threads racing to create the same label children still count every call once."""
+    registry = CollectorRegistry()
+    metrics = Metrics(registry, "botocore")
+    call_series = Metrics._call_series
+
+    def slow_call_series(self: Metrics, *args: str) -> Any:
+        time.sleep(0)
+        series = call_series(self, *args)
+        time.sleep(0)
+        return series
+
+    monkeypatch.setattr(Metrics, "_call_series", slow_call_series)
+    per_thread = 50
+
+    def count(i: int) -> None:
+        for n in range(per_thread):
+            bucket = f"b{n % 5}"
+            metrics.call_finished("s3", "GetObject", bucket, ("success", "error")[n % 2], 0.01)
+
+    race(THREADS, count)
+    total = sum(
+        s.value
+        for family in registry.collect()
+        for s in family.samples
+        if s.name == "botocore_operations_total"
+    )
+    assert total == THREADS * per_thread
+    observed = sum(
+        s.value
+        for family in registry.collect()
+        for s in family.samples
+        if s.name == "botocore_operation_duration_seconds_count"
+    )
+    assert observed == THREADS * per_thread
+
+
+@pytest.mark.usefixtures("widened")
+@pytest.mark.parametrize("max_calls", [1, 3])
+def test_widened_half_open_race_through_a_shared_client(
+    s3: LocalS3, installed: Installed, clock: FakeClock, max_calls: int
+) -> None:
+    installation, client = installed(half_open_max_calls=max_calls, success_threshold=10)
+    bucket = s3.create_bucket()
+    s3.inject(SLOW_DOWN, times=None)
+    for _ in range(5):
+        with pytest.raises(ClientError):
+            client.head_bucket(Bucket=bucket)
+    s3.clear_faults()
+    clock.advance(60)
+    s3.requests.reset()
+
+    tally = Tally()
+    for _round in range(3):
+        results = probe_round(client, 32, max_calls, lambda: head_bucket(client, bucket, tally))
+        assert results.count("success") == max_calls
+    assert s3.requests.total == 3 * max_calls
+    assert installation.breakers()["s3/us-east-1"].state is CircuitState.HALF_OPEN
