@@ -1,0 +1,243 @@
+"""``python -m botocore_resilience demo`` end to end, in a subprocess, as a newcomer runs it.
+
+Each run is bounded by a timeout; nothing here asserts how fast the demo was.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from typing import Any, Optional
+
+import pytest
+
+from botocore_resilience.config import ENV_PREFIX
+
+TIMEOUT = 120  # seconds: far above the demo's own bound, so only a hang trips it
+PHASES = ["healthy", "outage: 503 SlowDown", "outage: connection refused", "recovery"]
+
+
+def demo_environ(**extra: str) -> dict[str, str]:
+    """The process environment without our settings or colour hints, plus ``extra``."""
+    environ = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(ENV_PREFIX) and k not in ("NO_COLOR", "AWS_RETRY_MODE")
+    }
+    environ["AWS_EC2_METADATA_DISABLED"] = "true"
+    environ.update(extra)
+    return environ
+
+
+def run_demo(*args: str, **environ: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "botocore_resilience", "demo", *args],
+        env=demo_environ(**environ),
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
+
+
+def summary(out: str) -> dict[str, dict[str, int]]:
+    """The per-phase table: ``{phase: {success, error, circuit_open, retries, sent}}``."""
+    lines = out.splitlines()
+    start = lines.index("Calls by result, per phase")
+    header = lines[start + 1].split()
+    assert header == ["phase", "success", "error", "circuit_open", "retries", "sent", "seconds"]
+    table = {}
+    for line in lines[start + 2 : start + 7]:
+        match = re.match(
+            r"\s+(?:\d )?(.+?)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s+[\d.]+$", line
+        )
+        assert match, line
+        name, *counts = match.groups()
+        table[name] = dict(zip(header[1:6], map(int, counts)))
+    return table
+
+
+@pytest.fixture(scope="module")
+def fast_run() -> subprocess.CompletedProcess[str]:
+    return run_demo("--fast")
+
+
+def test_demo_exits_0_and_tells_the_story(fast_run: subprocess.CompletedProcess[str]) -> None:
+    out = fast_run.stdout
+    assert fast_run.returncode == 0, out + fast_run.stderr
+    assert "Traceback" not in fast_run.stderr
+    assert "\033[" not in out  # not a terminal: no colours, no status line
+
+    # The phases, in order.
+    banners = [line for line in out.splitlines() if "==== phase" in line]
+    assert [re.search(r"phase (\d)/4", line).group(1) for line in banners] == ["1", "2", "3", "4"]
+    assert "503 SlowDown" in banners[1]
+    assert "connections are refused" in banners[2]
+    assert "recovery" in banners[3]
+
+    # The circuit opens (with the count and the last error), fails fast, probes, and closes.
+    opened = re.search(
+        # The last error: "503 SlowDown", or for a HEAD (no body) just the status.
+        r"circuit s3/us-east-1  CLOSED -> OPEN: after 5 consecutive failed calls \(last: "
+        r"(503[^)]*|EndpointConnectionError)\)",
+        out,
+    )
+    assert opened, out
+    rejection = re.search(
+        r"fail fast: (PutObject|GetObject|HeadObject) raised CircuitBreakerOpen in "
+        r"[\d.]+ (us|ms), nothing sent; retry_after=[\d.]+ s",
+        out,
+    )
+    assert rejection, out
+    assert "OPEN -> HALF_OPEN: letting a probe through" in out
+    assert "HALF_OPEN -> CLOSED: 2 successful probes" in out
+    assert out.index("CLOSED -> OPEN") < out.index("HALF_OPEN -> CLOSED")
+    # Retries are summarised, not one line each.
+    assert "retried after" in out
+    assert not re.search(r"^retry \d+ of", out, re.MULTILINE)
+
+    assert "OK: the circuit opened" in out
+
+
+def test_demo_summary_counts_add_up(fast_run: subprocess.CompletedProcess[str]) -> None:
+    out = fast_run.stdout
+    table = summary(out)
+    assert list(table) == [*PHASES, "total"]
+    healthy, storm, refused, recovery = (table[name] for name in PHASES)
+    assert healthy["success"] > 0
+    assert healthy["error"] == healthy["circuit_open"] == healthy["retries"] == 0
+    outage = {k: storm[k] + refused[k] for k in storm}
+    assert outage["error"] >= 5  # at least failure_threshold failed calls opened it
+    assert outage["circuit_open"] > 0
+    assert outage["retries"] > 0
+    assert storm["success"] == refused["success"] == 0
+    assert refused["sent"] == 0  # nothing reaches a stopped server
+    assert recovery["success"] > 0
+    for column in ("success", "error", "circuit_open", "retries", "sent"):
+        assert table["total"][column] == sum(table[name][column] for name in PHASES)
+
+    # The final metrics agree with the table.
+    totals = re.search(
+        r"botocore_operations_total, summed by result: success (\d+), error (\d+), "
+        r"circuit_open (\d+)",
+        out,
+    )
+    assert totals, out
+    assert list(map(int, totals.groups())) == [
+        table["total"][result] for result in ("success", "error", "circuit_open")
+    ]
+    assert (
+        'botocore_circuit_breaker_transitions_total{circuit_name="s3/us-east-1",'
+        'from_state="closed",to_state="open"} 1' in out
+    )
+    assert 'botocore_circuit_breaker_state{circuit_name="s3/us-east-1"} 0' in out
+    # The wall time of a rejected call against a failed one.
+    assert re.search(r"circuit_open \(rejected\)\s+[\d.]+ (us|ms)", out)
+    assert re.search(r"error \(after 3 attempts\)\s+[\d.]+ (us|ms|s)", out)
+    assert re.search(r"A rejected call came back ~[\d,]+x sooner than a failed one", out)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class LineReader:
+    """Reads a process's stdout on a thread, so the test can wait for a line with a deadline."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        self.lines: list[str] = []
+        self._queue: queue.Queue[Optional[str]] = queue.Queue()
+        assert process.stdout is not None
+        self._thread = threading.Thread(target=self._read, args=(process.stdout,), daemon=True)
+        self._thread.start()
+
+    def _read(self, stream: Any) -> None:
+        for line in stream:
+            self._queue.put(line)
+        self._queue.put(None)
+
+    def wait_for(self, pattern: str, deadline: float) -> re.Match[str]:
+        while True:
+            try:
+                line = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                raise AssertionError(f"no line matching {pattern!r} in time") from None
+            if line is None:
+                raise AssertionError(f"no line matching {pattern!r}:\n" + "".join(self.lines))
+            self.lines.append(line)
+            match = re.search(pattern, line)
+            if match:
+                return match
+
+    def rest(self, deadline: float) -> str:
+        while True:
+            line = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+            if line is None:
+                return "".join(self.lines)
+            self.lines.append(line)
+
+
+def scrape(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return str(response.read().decode())
+
+
+def test_demo_serves_metrics_while_it_runs() -> None:
+    port = free_port()
+    deadline = time.monotonic() + TIMEOUT
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "botocore_resilience",
+            "demo",
+            "--fast",
+            "--metrics-port",
+            str(port),
+        ],
+        env=demo_environ(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        reader = LineReader(process)
+        url = reader.wait_for(r"serving (http://\S+/metrics) while the demo runs", deadline)[1]
+        assert url == f"http://127.0.0.1:{port}/metrics"
+        reader.wait_for(r"CLOSED -> OPEN", deadline)
+        during = scrape(url)
+        assert (
+            'botocore_circuit_breaker_transitions_total{circuit_name="s3/us-east-1",'
+            'from_state="closed",to_state="open"} 1.0' in during
+        )
+        assert re.search(r'botocore_operations_total\{[^}]*result="error"[^}]*\} [1-9]', during)
+        assert re.search(r'botocore_retry_attempts_total\{[^}]*attempt="1"[^}]*\} [1-9]', during)
+        out = reader.rest(deadline)
+        assert process.wait(timeout=max(1.0, deadline - time.monotonic())) == 0, out
+        assert "OK: the circuit opened" in out
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        if process.stdout is not None:
+            process.stdout.close()
+
+
+def test_demo_exits_1_when_the_circuit_never_opens() -> None:
+    # A threshold the outage cannot reach: the demo must say so, and fail.
+    done = run_demo(
+        "--duration-scale", "0.25", "--workers", "2", **{ENV_PREFIX + "FAILURE_THRESHOLD": "1000"}
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "from the environment: BOTOCORE_RESILIENCE_FAILURE_THRESHOLD=1000" in done.stdout
+    assert "FAILED: the circuit never opened" in done.stdout
+    assert "-> OPEN" not in done.stdout
