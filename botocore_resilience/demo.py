@@ -25,7 +25,6 @@ import itertools
 import logging
 import os
 import random
-import re
 import shutil
 import statistics
 import sys
@@ -64,9 +63,6 @@ _IGNORED = {
 }
 
 # The plugin's log lines (contract section 7) that the timeline is made of.
-_TRANSITION = re.compile(r"circuit (\S+) (OPEN|HALF_OPEN|CLOSED)\b:? *(.*)\Z")
-_CLOSED_CAUSE = re.compile(r"\(was \w+: (.*)\)\Z")
-_RETRY = re.compile(r"retry \d+ of .* after (.+)\Z")
 
 
 @dataclass(frozen=True)
@@ -254,16 +250,22 @@ class LogWatcher(logging.Handler):
         self._on_warning = on_warning
 
     def emit(self, record: logging.LogRecord) -> None:
+        # The plugin's records carry structured ``transition`` and ``retry`` attributes:
+        # no parsing of the wording, which is for people.
         try:
-            message = record.getMessage()
-            if transition := _TRANSITION.match(message):
-                name, state, detail = transition.groups()
-                closed = _CLOSED_CAUSE.match(detail)
-                self._on_transition(name, state, closed.group(1) if closed else detail)
-            elif retry := _RETRY.match(message):
-                self._on_retry(retry.group(1))
+            transition = getattr(record, "transition", None)
+            retry = getattr(record, "retry", None)
+            if transition is not None:
+                state = transition.to_state.name
+                if transition.to_state is CircuitState.CLOSED:
+                    detail = transition.cause
+                else:  # the words after the state: "after 5 consecutive failed calls ..."
+                    detail = record.getMessage().split(f" {state}", 1)[-1].lstrip(" :")
+                self._on_transition(transition.circuit_name, state, detail)
+            elif retry is not None:
+                self._on_retry(retry.reason)
             elif record.levelno >= logging.WARNING:
-                self._on_warning(f"{record.levelname}: {message}")
+                self._on_warning(f"{record.levelname}: {record.getMessage()}")
         except Exception:
             self.handleError(record)
 

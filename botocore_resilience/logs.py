@@ -12,11 +12,12 @@ import contextlib
 import logging
 import sys
 import threading
+from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 from .breaker import CircuitState, Transition
 
-__all__ = ["call_safely", "log_internal_error", "log_retry", "log_transition", "logger"]
+__all__ = ["Retry", "call_safely", "log_internal_error", "log_retry", "log_transition", "logger"]
 
 logger = logging.getLogger("botocore_resilience")
 
@@ -29,31 +30,60 @@ def log_transition(transition: Transition, recovery_timeout: float) -> None:
 
 
 def _log_transition(transition: Transition, recovery_timeout: float) -> None:
-    if transition.to_state is CircuitState.OPEN:
+    # Every record carries the Transition itself as ``record.transition``: a structured hook
+    # for log processors (and our demo), so nobody has to parse the words below.
+    extra = {"transition": transition}
+    name = transition.circuit_name
+    if transition.to_state is CircuitState.OPEN and transition.from_state is CircuitState.HALF_OPEN:
+        logger.warning(
+            "circuit %s OPEN again: a probe failed (%s); calls fail fast for %g s",
+            name,
+            transition.cause or "unknown",
+            recovery_timeout,
+            extra=extra,
+        )
+    elif transition.to_state is CircuitState.OPEN:
         logger.warning(
             "circuit %s OPEN after %d consecutive failed calls (last: %s); "
             "calls fail fast for %g s",
-            transition.circuit_name,
+            name,
             transition.consecutive_failures,
             transition.cause or "unknown",
             recovery_timeout,
+            extra=extra,
         )
     elif transition.to_state is CircuitState.CLOSED:
         logger.info(
             "circuit %s CLOSED (was %s: %s)",
-            transition.circuit_name,
+            name,
             transition.from_state.value,
             transition.cause,
+            extra=extra,
         )
     else:
-        logger.info("circuit %s HALF_OPEN: letting a probe through", transition.circuit_name)
+        logger.info("circuit %s HALF_OPEN: letting a probe through", name, extra=extra)
+
+
+@dataclass(frozen=True)
+class Retry:
+    """What a retry log record carries as ``record.retry`` (the object key stays in the text)."""
+
+    service: str
+    operation: str
+    bucket: str
+    attempt: int
+    """1 for the first retry (the second request sent)."""
+    reason: str
+    """Why the previous attempt failed: a status and code, or an exception class name."""
 
 
 def log_retry(
     service: str, operation: str, bucket: str, key: Optional[str], attempt: int, reason: str
 ) -> None:
-    # attempt counts retries: 1 is the first retry (the second request sent).
     try:
+        if not logger.isEnabledFor(logging.INFO):
+            return  # the retry path is hot under throttling: build nothing nobody reads
+        reason = reason or "unknown"
         logger.info(
             "retry %d of %s %s bucket=%s key=%s after %s",
             attempt,
@@ -61,7 +91,8 @@ def log_retry(
             operation,
             bucket or "-",
             key if key is not None else "-",
-            reason or "unknown",
+            reason,
+            extra={"retry": Retry(service, operation, bucket, attempt, reason)},
         )
     except Exception:
         # A handler whose emit() raises (instead of calling handleError) must not fail

@@ -118,7 +118,7 @@ def test_opening_warns_and_closing_informs(
     fail_calls(client, bucket, 1)  # a failed probe opens it again: WARNING again
     assert [level for level, _ in circuit_lines()] == ["INFO", "WARNING"]
     assert "HALF_OPEN" in circuit_lines()[0][1]
-    assert "after 6 consecutive failed calls" in circuit_lines()[1][1]
+    assert "OPEN again: a probe failed (503 SlowDown)" in circuit_lines()[1][1]
 
     log.clear()
     s3.clear_faults()
@@ -405,3 +405,26 @@ def test_a_logging_handler_that_raises_never_breaks_or_changes_a_call(
         and sample.labels["operation"] == "GetObject"
     }
     assert retried == {"1": 2, "2": 1}
+
+
+def test_records_carry_structured_transition_and_retry(
+    s3: LocalS3, installed: Installed, caplog: pytest.LogCaptureFixture
+) -> None:
+    from botocore_resilience import CircuitState
+    from botocore_resilience.logs import Retry
+
+    _installation, client = installed()
+    bucket = s3.create_bucket()
+    caplog.set_level(logging.INFO, logger="botocore_resilience")
+    s3.inject(SLOW_DOWN, times=None)
+    fail_calls(client, bucket, 5)
+    retries = [r.retry for r in caplog.records if hasattr(r, "retry")]
+    assert [r.attempt for r in retries[:3]] == [1, 2, 3]
+    assert retries[0] == Retry("s3", "ListObjectsV2", bucket, 1, "503 SlowDown")
+    [opened] = [r.transition for r in caplog.records if hasattr(r, "transition")]
+    assert (opened.circuit_name, opened.from_state, opened.to_state) == (
+        CIRCUIT,
+        CircuitState.CLOSED,
+        CircuitState.OPEN,
+    )
+    assert opened.consecutive_failures == 5
