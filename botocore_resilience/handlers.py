@@ -167,14 +167,16 @@ class EventHandlers:
             context = getattr(request, "context", None)
             if not context:
                 return
+            retries = context.get("retries")
+            attempt = retries.get("attempt", 1) if retries else 1
+            if attempt <= 1:
+                return  # the common case: a first attempt is no retry
             call = context.get(CALL_KEY)
             if call is None:
                 return
-            attempt = (context.get("retries") or {}).get("attempt", 1)
-            if attempt > 1:
-                retry = attempt - 1
-                log_retry(call.service, call.operation, call.bucket, call.key, retry, call.reason)
-                installation.metrics.retry_made(call.service, call.operation, retry)
+            retry = attempt - 1
+            log_retry(call.service, call.operation, call.bucket, call.key, retry, call.reason)
+            installation.metrics.retry_made(call.service, call.operation, retry)
         except Exception:
             log_internal_error("request-created")
 
