@@ -131,6 +131,35 @@ def _interleave(variants: list[_Variant], rounds: int, calls: int) -> None:
             variant.measure(calls)
 
 
+def switched(rounds: int, calls: int) -> None:
+    """One client, the plugin switched on and off between batches: no second client whose
+    memory layout or connection state could differ, so the cleanest paired comparison.
+    Switched off, the handlers still run but return at their first line."""
+    print(f"\n## Same client, plugin on vs off, {rounds} rounds x {calls} calls")
+    installation, client = _plugin_client()
+    (binding,) = installation._bindings
+    call = _head(client)
+
+    @contextmanager
+    def off() -> Iterator[None]:
+        binding.handlers.installation = None
+        try:
+            yield
+        finally:
+            binding.handlers.installation = installation
+
+    plugin_off = _Variant("plugin switched off", call, off)
+    plugin_on = _Variant("plugin on (breaker on, metrics on)", call)
+    _interleave([plugin_off, plugin_on], rounds, calls)
+    ratios, added = _paired(plugin_off.cpu, plugin_on.cpu)
+    best = min(plugin_on.cpu) / min(plugin_off.cpu)
+    print(f"  {'switched off, cpu µs':36} {summary([v * 1e6 for v in plugin_off.cpu])}")
+    print(f"  {'on, cpu µs':36} {summary([v * 1e6 for v in plugin_on.cpu])}")
+    print(f"  {'on / off (paired per round)':36} ratio {summary(ratios)}")
+    print(f"  {'':36} added µs {summary(added)}")
+    print(f"  {'':36} best-of-rounds ratio {best:.4g}")
+
+
 def _paired(a: list[float], b: list[float]) -> tuple[list[float], list[float]]:
     """Per-round ratios b/a and differences b-a (in microseconds)."""
     return [y / x for x, y in zip(a, b)], [(y - x) * 1e6 for x, y in zip(a, b)]
@@ -139,11 +168,13 @@ def _paired(a: list[float], b: list[float]) -> tuple[list[float], list[float]]:
 def percall(rounds: int, calls: int) -> None:
     print(f"\n## Per call: stubbed S3 HeadObject, {rounds} rounds x {calls} calls per variant")
     bare = _Variant("bare botocore", _head(stubbed_client(_session())))
+    # A/A control: a second bare client. What it "adds" is the noise floor of the method.
+    control = _Variant("bare botocore, another client (A/A)", _head(stubbed_client(_session())))
     _installation, plugin_client = _plugin_client()
     plugin = _Variant("plugin (breaker on, metrics on)", _head(plugin_client))
     _installation_off, quiet_client = _plugin_client(metrics=False)
     quiet = _Variant("plugin (breaker on, metrics off)", _head(quiet_client))
-    variants = [bare, plugin, quiet]
+    variants = [bare, control, plugin, quiet]
     otel = _otel_variant()
     if otel is not None:
         variants.append(otel)
@@ -321,12 +352,13 @@ def threaded(rounds: int, calls_per_thread: int, threads: int = 8, latency: floa
     print(f"  {'strawman / bare (medians)':36} ratio {straw_ratio:.3g}")
 
 
+SECTIONS = ("handlers", "percall", "switched", "rejection", "threaded")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds (a smoke run)")
-    parser.add_argument(
-        "--only", default="handlers,percall,rejection,threaded", help="comma-separated sections"
-    )
+    parser.add_argument("--only", default=",".join(SECTIONS), help="comma-separated sections")
     args = parser.parse_args()
     sections = set(args.only.split(","))
     print(machine())
@@ -335,10 +367,12 @@ def main() -> None:
     if "percall" in sections:
         # Many short rounds: on a busy machine, a round's variants then see the same load.
         percall(rounds=20 if args.quick else 400, calls=20)
+    if "switched" in sections:
+        switched(rounds=20 if args.quick else 400, calls=20)
     if "rejection" in sections:
         rejection(rounds=20 if args.quick else 300, calls=20)
     if "threaded" in sections:
-        threaded(rounds=2 if args.quick else 6, calls_per_thread=5 if args.quick else 15)
+        threaded(rounds=2 if args.quick else 12, calls_per_thread=5 if args.quick else 15)
 
 
 if __name__ == "__main__":
