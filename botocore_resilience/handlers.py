@@ -92,12 +92,23 @@ class EventHandlers:
     ``None`` (``uninstall()``): clients that copied these handlers before see the change.
     """
 
+    # Every handler names each keyword botocore passes it, used or not: a handler whose
+    # **kwargs stays empty is called about 0.2 µs faster, and they run on every call.
+    # **kwargs is still there for keywords a later botocore adds.
+
     def __init__(self, installation: Optional[Installation]) -> None:
         self.installation = installation
 
     # -- before-parameter-build.s3 -------------------------------------------------------
 
-    def on_before_parameter_build(self, params: Any, context: Any = None, **kwargs: Any) -> None:
+    def on_before_parameter_build(
+        self,
+        params: Any,
+        context: Any = None,
+        model: Any = None,
+        event_name: Any = None,
+        **kwargs: Any,
+    ) -> None:
         if self.installation is None or context is None:
             return
         try:
@@ -112,7 +123,15 @@ class EventHandlers:
 
     # -- before-call -----------------------------------------------------------------------
 
-    def on_before_call(self, model: Any, context: Any = None, **kwargs: Any) -> None:
+    def on_before_call(
+        self,
+        model: Any,
+        context: Any = None,
+        params: Any = None,
+        request_signer: Any = None,
+        event_name: Any = None,
+        **kwargs: Any,
+    ) -> None:
         installation = self.installation
         if installation is None or context is None:
             return None
@@ -159,7 +178,9 @@ class EventHandlers:
 
     # -- request-created (per attempt) -------------------------------------------------------
 
-    def on_request_created(self, request: Any, **kwargs: Any) -> None:
+    def on_request_created(
+        self, request: Any, operation_name: Any = None, event_name: Any = None, **kwargs: Any
+    ) -> None:
         installation = self.installation
         if installation is None:
             return
@@ -189,6 +210,8 @@ class EventHandlers:
         caught_exception: Optional[BaseException] = None,
         request_dict: Any = None,
         operation: Any = None,
+        endpoint: Any = None,
+        event_name: Any = None,
         **kwargs: Any,
     ) -> Optional[float]:
         installation = self.installation
@@ -230,7 +253,13 @@ class EventHandlers:
     # -- after-call / after-call-error --------------------------------------------------------
 
     def on_after_call(
-        self, http_response: Any = None, parsed: Any = None, context: Any = None, **kwargs: Any
+        self,
+        http_response: Any = None,
+        parsed: Any = None,
+        context: Any = None,
+        model: Any = None,
+        event_name: Any = None,
+        **kwargs: Any,
     ) -> None:
         installation = self.installation
         if installation is None or context is None:
@@ -262,7 +291,11 @@ class EventHandlers:
             log_internal_error("after-call")
 
     def on_after_call_error(
-        self, exception: Optional[BaseException] = None, context: Any = None, **kwargs: Any
+        self,
+        exception: Optional[BaseException] = None,
+        context: Any = None,
+        event_name: Any = None,
+        **kwargs: Any,
     ) -> None:
         installation = self.installation
         if installation is None or context is None:
