@@ -257,9 +257,7 @@ def test_errors_before_sending_are_not_counted(
     assert breaker.state is CircuitState.HALF_OPEN
 
 
-def test_sessions_with_the_same_settings_share_circuits(
-    s3: LocalS3, installed: Installed
-) -> None:
+def test_sessions_with_the_same_settings_share_circuits(s3: LocalS3, installed: Installed) -> None:
     first, client_a = installed()
     second, client_b = installed()
     bucket = s3.create_bucket()
