@@ -8,6 +8,10 @@ lookup
     1,000 and 10,000 circuits in it (``scope="bucket"``), in interleaved rounds; then
     the same while cycling through *every* circuit (a workload that really touches
     10,000 buckets, so CPU caches play a part too).
+eviction
+    The cost of a call for a bucket that has no circuit yet when the registry is full:
+    an idle circuit is evicted (the CLOCK sweep), or, with every circuit open, the call
+    falls back to the service circuit.
 memory
     ``tracemalloc`` around the creation of 10,000 bucket circuits through
     ``Circuits.breaker_for`` (breaker, name, key, registry entry, ring slot), without
@@ -80,8 +84,29 @@ def lookup(rounds: int, lookups: int) -> None:
         print(f"{title}: ns per lookup")
         for n in SIZES:
             print(f"  n={n:>6}  {summary([t * 1e9 for t in times[n]])}")
-        ratios = [big / small for small, big in zip(times[1], times[10_000])]
-        print(f"  n=10000 / n=1 (paired per round): {summary(ratios)}")
+        base = 1 if title.startswith("one") else 10  # n=1 cycles a 1-item loop: not comparable
+        ratios = [big / small for small, big in zip(times[base], times[10_000])]
+        print(f"  n=10000 / n={base} (paired per round): {summary(ratios)}")
+
+
+def eviction(rounds: int, misses: int) -> None:
+    print(f"\n## At the bound (max_circuits=1000), {rounds} rounds x {misses} new buckets")
+    from botocore_resilience.breaker import Outcome
+
+    full = circuits_with(1000)
+    stuck = circuits_with(1000)
+    for breaker in stuck.breakers().values():  # every circuit open: nothing can be evicted
+        for _ in range(5):
+            breaker.record(breaker.acquire(), Outcome.FAILURE)
+    stuck.breaker_for("s3", "us-east-1", "GetObject", "")  # the service circuit exists
+    evicting, falling_back = [], []
+    for round_ in range(rounds):
+        names = [f"new-{round_}-{i}" for i in range(misses)]
+        evicting.append(lookup_cost(full, names, misses))
+        falling_back.append(lookup_cost(stuck, names, misses))
+    print(f"  µs CPU, an idle circuit evicted:    {summary([t * 1e6 for t in evicting])}")
+    print(f"  µs CPU, all open, service circuit:  {summary([t * 1e6 for t in falling_back])}")
+    print(f"  circuits afterwards: {len(full)} and {len(stuck)} (bound 1000, + 1 service circuit)")
 
 
 def traced(build: Callable[[], Any]) -> tuple[int, Any]:
@@ -147,12 +172,14 @@ def memory(n: int, through_handlers: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds (a smoke run)")
-    parser.add_argument("--only", default="lookup,memory", help="comma-separated sections")
+    parser.add_argument("--only", default="lookup,eviction,memory", help="comma-separated sections")
     args = parser.parse_args()
     sections = set(args.only.split(","))
     print(machine())
     if "lookup" in sections:
         lookup(rounds=4 if args.quick else 15, lookups=20_000 if args.quick else 100_000)
+    if "eviction" in sections:
+        eviction(rounds=3 if args.quick else 10, misses=1_000)
     if "memory" in sections:
         memory(n=10_000, through_handlers=200 if args.quick else 1_000)
 
