@@ -120,6 +120,10 @@ class Permit:
         return f"Permit(generation={self.generation}, probe_id={self.probe_id})"
 
 
+# Enum members read as module globals on the hot path: on Python 3.11, ``Outcome.SUCCESS``
+# costs about 0.1 µs more than a global lookup.
+_SUCCESS = Outcome.SUCCESS
+
 # Handed out by a metrics-only breaker where an enforcing one would have rejected: the
 # call goes ahead, but its outcome is ignored, exactly as a rejected call would be.
 _SHADOW = Permit(generation=-1)
@@ -221,7 +225,7 @@ class CircuitBreaker:
         """Report how the call made under ``permit`` ended. Stale permits are ignored."""
         if permit is None or permit.generation != self._generation:
             return  # cheap unlocked pre-check; re-checked under the lock
-        if outcome is Outcome.SUCCESS and permit.probe_id == 0 and self._failures == 0:
+        if outcome is _SUCCESS and permit.probe_id == 0 and self._failures == 0:
             return  # the common case: a success while healthy changes nothing
         transitions: list[Transition] = []
         with self._lock:

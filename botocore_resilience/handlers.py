@@ -37,6 +37,7 @@ __all__ = ["CALL_KEY", "EventHandlers"]
 CALL_KEY = "botocore_resilience.call"
 _TARGET_KEY = "botocore_resilience.target"
 _NO_TARGET = ("", None)
+_SUCCESS = Outcome.SUCCESS  # an enum member costs an attribute lookup more than a global
 
 _hyphenized: dict[str, str] = {}
 
@@ -272,7 +273,7 @@ class EventHandlers:
             if status < 300 and not (parsed and parsed.get("Error")):
                 # The common case, judged without the general path: a 2xx without an
                 # error code is a success, and a success's cause is never used.
-                self._finish(installation, call, Outcome.SUCCESS, "", "success")
+                self._finish(installation, call, _SUCCESS, "", "success")
             else:
                 code = error_code(parsed)
                 self._finish(
