@@ -139,7 +139,7 @@ class Circuits:
         return self._create(key)
 
     def _create(self, key: Key) -> CircuitBreaker:
-        full = key[2] and len(self._by_key) >= self._max
+        full = key[2] != "" and len(self._by_key) >= self._max
         if full and self._clock.monotonic() < self._sweep_after:  # swept in vain just now
             return self._service_breaker(key)
         with self._lock:
@@ -147,7 +147,7 @@ class Circuits:
             if entry is not None:  # another thread created it while we waited
                 return entry.breaker
             victim = None
-            if key[2] and len(self._by_key) >= self._max:
+            if key[2] != "" and len(self._by_key) >= self._max:  # again, under the lock
                 victim = self._sweep()
                 if victim is None:
                     self._sweep_after = self._clock.monotonic() + _RESWEEP_AFTER
