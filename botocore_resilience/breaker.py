@@ -44,7 +44,11 @@ __all__ = [
 
 
 class CircuitState(enum.Enum):
-    """The three states of a circuit; ``value`` is the label used in metrics."""
+    """The three states of a circuit; ``value`` is the label used in metrics.
+
+    >>> CircuitState.HALF_OPEN.value, CircuitState.HALF_OPEN.gauge_value
+    ('half_open', 1)
+    """
 
     CLOSED = "closed"
     HALF_OPEN = "half_open"

@@ -71,7 +71,13 @@ def install_global(**options: Any) -> Installation:
 
 
 def uninstall_global() -> None:
-    """Undo :func:`install_global`: new clients are plain again; existing ones go quiet."""
+    """Undo :func:`install_global`: new clients are plain again; existing ones go quiet.
+
+    Idempotent, and safe to call when nothing was installed:
+
+    >>> import botocore_resilience
+    >>> botocore_resilience.uninstall_global()
+    """
     global _original
     import botocore.session
 

@@ -315,7 +315,18 @@ def install(
 
 
 def uninstall(target: Any = None) -> None:
-    """Remove what :func:`install` registered on ``target`` (no-op if nothing was)."""
+    """Remove what :func:`install` registered on ``target`` (no-op if nothing was).
+
+    Handlers are unregistered, the session's default client config is restored (unless you
+    changed it since), and clients that copied the handlers go quiet.
+
+    >>> import boto3, botocore_resilience
+    >>> from prometheus_client import CollectorRegistry
+    >>> session = boto3.Session(region_name="us-east-1")
+    >>> _ = botocore_resilience.install(session, registry=CollectorRegistry())
+    >>> botocore_resilience.uninstall(session)
+    >>> botocore_resilience.uninstall(session)  # idempotent
+    """
     owner, _events, _is_session = _resolve(target)
     with _lock:
         binding = _bindings.get(owner)

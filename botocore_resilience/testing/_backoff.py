@@ -41,6 +41,12 @@ class SkippedBackoff:
     Attributes:
         delays: every backoff delay botocore asked to sleep, in seconds, in order.
         token_waits: how many attempts adaptive mode's rate limiter would have held back.
+
+    >>> from botocore_resilience.testing import no_backoff
+    >>> with no_backoff() as skipped:
+    ...     pass  # calls that would have backed off
+    >>> skipped.delays, skipped.token_waits
+    ([], 0)
     """
 
     def __init__(self) -> None:

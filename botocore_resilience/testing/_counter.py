@@ -27,6 +27,11 @@ class RecordedRequest:
         added_latency: seconds the server held it back on purpose (``LocalS3.latency``).
         attempt: botocore's attempt number for the logical call (1 for the first try,
             2 for the first retry, ...), from the ``amz-sdk-request`` header, when sent.
+
+    Read them from ``LocalS3.requests``, e.g. the attempts of one retried upload::
+
+        [(r.attempt, r.status) for r in s3.requests.records(operation="PutObject")]
+        # [(1, 503), (2, 503), (3, 200)]
     """
 
     method: str
