@@ -15,6 +15,7 @@ throttling count against a circuit.
 
 from __future__ import annotations
 
+import sys
 from typing import Any, Optional
 
 from botocore.exceptions import ConnectionError as BotoConnectionError
@@ -131,17 +132,12 @@ def botocore_retries(retry_context: Any) -> bool:
 
 
 def _standard_conditions() -> Any:
-    from botocore.retries import special, standard
+    from botocore.retries import standard
 
-    return standard.OrRetryChecker(
-        [
-            standard.TransientRetryableChecker(),
-            standard.ThrottledRetryableChecker(),
-            standard.ModeledRetryableChecker(),
-            special.RetryIDPCommunicationError(),
-            special.RetryDDBChecksumError(),
-        ]
-    )
+    # botocore's own conditions, whole, so that whatever a botocore release adds (1.44 added
+    # a checker for bare 429s) is asked too. Its max-attempts check is set out of reach:
+    # attempts are counted by the caller, against the client's real limit.
+    return standard.StandardRetryConditions(max_attempts=sys.maxsize)
 
 
 _STANDARD_CONDITIONS = _standard_conditions()

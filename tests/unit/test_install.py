@@ -103,6 +103,12 @@ def new_session(**kwargs: Any) -> botocore.session.Session:
     return session
 
 
+def botocore_default_retries() -> dict[str, Any]:
+    """A client's retries config when nobody chose anything: legacy mode before botocore
+    1.44, standard mode since."""
+    return dict(new_client(new_session()).meta.config.retries)
+
+
 def new_boto3_session() -> boto3.session.Session:
     return boto3.session.Session(botocore_session=new_session(), region_name="us-east-1")
 
@@ -237,7 +243,7 @@ def test_clients_created_before_a_session_install_are_not_covered(
     install(session, registry=registry, environ={})
     try:
         assert none(before.meta.events)
-        assert before.meta.config.retries == {"mode": "legacy"}
+        assert before.meta.config.retries == botocore_default_retries()
         head_bucket(before)
         assert calls(registry) == 0
     finally:
@@ -400,7 +406,7 @@ def test_uninstall_removes_handlers_and_restores_the_default_client_config(
     assert installation_of(session) is None
     client = new_client(session)
     assert none(client.meta.events)
-    assert client.meta.config.retries == {"mode": "legacy"}
+    assert client.meta.config.retries == botocore_default_retries()
 
 
 def test_uninstall_restores_no_default_client_config(registry: CollectorRegistry) -> None:
@@ -651,7 +657,7 @@ def test_uninstall_global_restores_create_client_exactly(registry: CollectorRegi
     assert botocore.session.Session.create_client is ORIGINAL_CREATE_CLIENT
     client = new_client(new_session())
     assert none(client.meta.events)
-    assert client.meta.config.retries == {"mode": "legacy"}
+    assert client.meta.config.retries == botocore_default_retries()
     head_bucket(existing)  # goes quiet
     assert calls(registry) == 0
 

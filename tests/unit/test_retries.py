@@ -214,15 +214,28 @@ def test_no_delay_for_local_errors() -> None:
     assert result is None
 
 
-@pytest.mark.parametrize(
-    ("status", "code"), [(429, "TooManyRequests"), (429, None), (408, "ClientTimeout"), (408, None)]
-)
-def test_a_delay_for_bare_429_and_408(
-    operation_model: Any, status: int, code: Optional[str]
-) -> None:
+@pytest.mark.parametrize(("status", "code"), [(408, "ClientTimeout"), (408, None)])
+def test_a_delay_for_bare_408(operation_model: Any, status: int, code: Optional[str]) -> None:
     filler = GapFiller(lambda: 0.5)
     for attempt in (1, 2, 3):
         assert delay(filler, operation_model, status, code, attempt=attempt) is not None
+
+
+@pytest.mark.parametrize(("status", "code"), [(429, "TooManyRequests"), (429, None)])
+def test_a_delay_for_bare_429_only_where_botocore_has_the_gap(
+    operation_model: Any, status: int, code: Optional[str]
+) -> None:
+    # botocore 1.44 retries a bare 429 itself: then its handler decides (retry, or not for
+    # its quota), and we must stay silent.
+    from botocore.retries.standard import StandardRetryConditions
+
+    itself = StandardRetryConditions(max_attempts=10).is_retryable(
+        context_factory(operation_model, status, code)()
+    )
+    filler = GapFiller(lambda: 0.5)
+    for attempt in (1, 2, 3):
+        made = delay(filler, operation_model, status, code, attempt=attempt)
+        assert (made is not None) == (not itself)
 
 
 @pytest.mark.parametrize(("attempt", "max_attempts"), [(4, 4), (5, 4), (1, 1), (3, 3), (10, 2)])
@@ -240,7 +253,7 @@ def test_no_delay_at_max_attempts(attempt: int, max_attempts: int) -> None:
 
 
 def test_the_last_retry_before_max_attempts_is_made(operation_model: Any) -> None:
-    assert delay(GapFiller(lambda: 0.5), operation_model, 429, attempt=3, max_attempts=4) == 2.0
+    assert delay(GapFiller(lambda: 0.5), operation_model, 408, attempt=3, max_attempts=4) == 2.0
 
 
 @pytest.mark.parametrize("jitter", [0.0, 0.25, 0.5, 0.999])
@@ -248,7 +261,7 @@ def test_backoff_shape(operation_model: Any, jitter: float) -> None:
     filler = GapFiller(lambda: jitter)
     expected = [jitter * min(2 ** (attempt - 1), 20) for attempt in range(1, 10)]
     got = [
-        delay(filler, operation_model, 429, "TooManyRequests", attempt=attempt, max_attempts=99)
+        delay(filler, operation_model, 408, "ClientTimeout", attempt=attempt, max_attempts=99)
         for attempt in range(1, 10)
     ]
     assert got == pytest.approx(expected)
@@ -263,7 +276,7 @@ def test_zero_jitter_is_a_zero_delay_not_no_retry(operation_model: Any) -> None:
 
 def test_the_default_jitter_is_random_and_bounded(operation_model: Any) -> None:
     filler = GapFiller()
-    results = [delay(filler, operation_model, 429, attempt=3) for _ in range(50)]
+    results = [delay(filler, operation_model, 408, attempt=3) for _ in range(50)]
     assert all(r is not None and 0 <= r < 4 for r in results)
     assert len(set(results)) > 1
 
@@ -305,9 +318,16 @@ def test_max_attempts_of_a_real_client() -> None:
 # -- apply_retry_defaults / restore_retry_defaults on real sessions --------------------------
 
 
-def test_botocore_default_is_legacy_here() -> None:
-    # The premise of the tests below: without us, a client is on legacy mode.
-    assert new_client(new_session()).meta.config.retries == {"mode": "legacy"}
+def botocore_default_retries() -> dict[str, Any]:
+    """A client's retries config when nobody chose anything: botocore's own default, which
+    changed from legacy to standard mode in botocore 1.44."""
+    return dict(new_client(new_session()).meta.config.retries)
+
+
+def test_botocore_default_is_not_ours() -> None:
+    # The premise of the tests below: without us, a client is on botocore's default mode
+    # (legacy before botocore 1.44, standard since), never adaptive, with no attempts set.
+    assert botocore_default_retries() in ({"mode": "legacy"}, {"mode": "standard"})
 
 
 def test_applied_when_nothing_is_set() -> None:
@@ -332,7 +352,7 @@ def test_restore_removes_what_was_applied() -> None:
     defaults = apply_retry_defaults(session, "adaptive", 4, {})
     restore_retry_defaults(session, defaults)
     assert session.get_default_client_config() is None
-    assert new_client(session).meta.config.retries == {"mode": "legacy"}
+    assert new_client(session).meta.config.retries == botocore_default_retries()
 
 
 @pytest.mark.parametrize(

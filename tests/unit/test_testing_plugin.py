@@ -5,6 +5,7 @@ Each check runs in a fresh interpreter: this one has long since imported moto.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import textwrap
@@ -84,5 +85,9 @@ def test_a_suite_without_moto_gets_the_fixtures_that_need_no_server(tmp_path: Pa
         + "sys.exit(pytest.main(['-q', '-p', 'no:cacheprovider', 'test_user.py']))\n",
         cwd=tmp_path,
     )
-    assert "3 passed, 1 error" in result.stdout, result.stdout + result.stderr
+    # Count outcomes, not the exact summary line: old botocore on 3.12+ and boto3 on 3.9 add
+    # "1 warning" to it.
+    assert re.search(r"\b3 passed\b", result.stdout), result.stdout + result.stderr
+    assert re.search(r"\b1 error\b", result.stdout), result.stdout + result.stderr
+    assert not re.search(r"\bfailed\b", result.stdout), result.stdout + result.stderr
     assert "pip install 'botocore-resilience[testing]'" in result.stdout
