@@ -50,12 +50,18 @@ from __future__ import annotations
 import os
 import re
 import threading
+import time
 import weakref
+from bisect import bisect_left
 from collections.abc import Mapping
+from itertools import accumulate
 from typing import Final, Optional, Protocol
 
+import prometheus_client.metrics
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.metrics_core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from .breaker import CircuitState, Transition
 
@@ -150,27 +156,215 @@ class MetricsSink(Protocol):
     def circuit_removed(self, circuit_name: str) -> None: ...
 
 
+# The two per-call families: one name, help text and label names for both implementations.
+_OPERATIONS = "operations_total"
+_OPERATIONS_HELP = "Logical AWS calls (retries included), by result: success, error, circuit_open."
+_OPERATIONS_LABELS = ("service", "operation", "bucket", "result")
+_DURATION = "operation_duration_seconds"
+_DURATION_HELP = "Wall time of each logical AWS call that was sent, retries and backoff included."
+_DURATION_LABELS = ("service", "operation", "bucket")
+
+# The ``le`` label of each bucket, spelled as prometheus-client spells it ("0.005", "1.0",
+# "+Inf"), and the index of the sum in _CallSeries.observed.
+_LE = (*(floatToGoString(b) for b in DURATION_BUCKETS), "+Inf")  # type: ignore[no-untyped-call]
+_SUM = len(_LE)
+
+
 class _CallSeries:
-    """The children for one (service, operation, bucket): found with one dict lookup per call."""
+    """One ``(service, operation, bucket)``: its calls by result and its duration histogram.
 
-    __slots__ = ("duration", "results")
+    ``lock`` guards ``counts`` and ``observed``; it is held for three float additions.
+    """
 
-    def __init__(self, duration: Histogram) -> None:
-        self.duration = duration
-        self.results: dict[str, Counter] = {}  # result -> child, made on first use
+    __slots__ = ("counts", "created", "lock", "observed")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.counts: dict[str, float] = {}  # result -> calls; a key appears on its first call
+        # Observations per bucket (not cumulative; +Inf last), then their sum.
+        self.observed = [0.0] * (_SUM + 1)
+        self.created = time.time()
+
+
+class _CallCollector:
+    """``N_operations_total`` and ``N_operation_duration_seconds`` for a single process.
+
+    A custom collector that exports exactly what prometheus-client's ``Counter`` and
+    ``Histogram`` would for the same calls (the same samples, labels, series order and
+    ``_created``), but keeps the numbers itself: a call costs one dict lookup, a
+    ``bisect`` and one lock held for three float additions, where the metric children
+    took three locks and walked the buckets in Python. Buckets are made cumulative
+    when scraped.
+    """
+
+    def __init__(self, namespace: str) -> None:
+        self._operations = _full_name(namespace, _OPERATIONS)
+        self._duration = _full_name(namespace, _DURATION)
+        self.collectors: tuple[Collector, ...] = (self,)
+        # Guards which series and results exist (written only on a label set's first
+        # call); each series' numbers are guarded by its own lock. Taken in that order.
+        self._lock = threading.Lock()
+        self._series: dict[tuple[str, str, str], _CallSeries] = {}
+        # (service, operation, bucket, result) -> when first counted. In first-use order,
+        # which is the order prometheus-client exports a counter's children in.
+        self._results: dict[tuple[str, str, str, str], float] = {}
+
+    def call_finished(
+        self, service: str, operation: str, bucket: str, result: str, duration: Optional[float]
+    ) -> None:
+        series = self._series.get((service, operation, bucket))
+        if series is None or result not in series.counts:
+            series = self._first_call(service, operation, bucket, result)
+        if duration is None:
+            with series.lock:
+                series.counts[result] += 1.0
+            return
+        # The first bound >= duration: Histogram.observe's "amount <= bound" (+Inf past the end).
+        index = bisect_left(DURATION_BUCKETS, duration)
+        observed = series.observed
+        # A thread switch can happen inside "x += 1.0": without the lock, increments get lost.
+        with series.lock:
+            series.counts[result] += 1.0
+            observed[index] += 1.0
+            observed[_SUM] += duration
+
+    def _first_call(self, service: str, operation: str, bucket: str, result: str) -> _CallSeries:
+        if result not in RESULTS:
+            raise ValueError(f"result must be one of {sorted(RESULTS)}, not {result!r}")
+        key = (service, operation, bucket)
+        with self._lock:
+            series = self._series.get(key)
+            if series is None:
+                # Exported from now on, observed or not, as Histogram.labels() would be.
+                series = self._series[key] = _CallSeries()
+            if result not in series.counts:
+                self._results[(service, operation, bucket, result)] = time.time()
+                with series.lock:
+                    series.counts[result] = 0.0
+        return series
+
+    def describe(self) -> list[Metric]:
+        """The two families, empty: the names the registry checks for clashes."""
+        return list(self._families())
+
+    def collect(self) -> list[Metric]:
+        """The two families with every series, as ``Counter`` and ``Histogram`` export them."""
+        operations, duration = self._families()
+        created = _created_series_enabled()
+        with self._lock:
+            series = list(self._series.items())
+            results = list(self._results.items())
+        # Every result listed is in its series' counts: both were added under self._lock.
+        counts: dict[tuple[str, str, str], dict[str, float]] = {}
+        for key, one in series:
+            with one.lock:
+                counts[key] = dict(one.counts)
+                observed = list(one.observed)
+            buckets = list(zip(_LE, accumulate(observed[:_SUM])))
+            duration.add_metric(key, buckets, observed[_SUM])
+            if created:
+                labels = dict(zip(_DURATION_LABELS, key))
+                duration.add_sample(self._duration + "_created", labels, one.created)
+        for (service, operation, bucket, result), since in results:
+            operations.add_metric(
+                (service, operation, bucket, result),
+                counts[service, operation, bucket][result],
+                created=since if created else None,
+            )
+        return [operations, duration]
+
+    def _families(self) -> tuple[CounterMetricFamily, HistogramMetricFamily]:
+        return (
+            CounterMetricFamily(self._operations, _OPERATIONS_HELP, labels=_OPERATIONS_LABELS),
+            HistogramMetricFamily(self._duration, _DURATION_HELP, labels=_DURATION_LABELS),
+        )
+
+
+def _full_name(namespace: str, name: str) -> str:
+    # How prometheus-client joins namespace and name ("" means no prefix).
+    return f"{namespace}_{name}" if namespace else name
+
+
+def _created_series_enabled() -> bool:
+    # prometheus-client's own switch (PROMETHEUS_DISABLE_CREATED_SERIES, read when it is
+    # imported; disable_created_metrics() in newer versions), read per scrape as its
+    # metric classes do, so both kinds of family show _created or neither does.
+    return bool(getattr(prometheus_client.metrics, "_use_created", True))
+
+
+class _CallMetrics(Protocol):
+    """The per-call families as :class:`Metrics` uses them, kept one of two ways."""
+
+    collectors: tuple[Collector, ...]
+    """What to register."""
+
+    def call_finished(
+        self, service: str, operation: str, bucket: str, result: str, duration: Optional[float]
+    ) -> None: ...
+
+
+class _ClientCallMetrics:
+    """The per-call families as prometheus-client ``Counter`` and ``Histogram``: multiprocess mode.
+
+    With ``PROMETHEUS_MULTIPROC_DIR`` set, their values live in per-process files that
+    ``MultiProcessCollector`` adds up over the workers; numbers kept in this process's
+    memory would never reach the scrape. The children are cached per label set, so a
+    call costs one dict lookup before prometheus-client's locked updates.
+    """
+
+    def __init__(self, namespace: str) -> None:
+        self._operations = Counter(
+            _OPERATIONS, _OPERATIONS_HELP, _OPERATIONS_LABELS, namespace=namespace, registry=None
+        )
+        self._duration = Histogram(
+            _DURATION,
+            _DURATION_HELP,
+            _DURATION_LABELS,
+            namespace=namespace,
+            registry=None,
+            buckets=DURATION_BUCKETS,
+        )
+        self.collectors: tuple[Collector, ...] = (self._operations, self._duration)
+        # (service, operation, bucket) -> (histogram child, {result: counter child}).
+        # Filled with dict.get then dict.setdefault, each atomic under the GIL (and
+        # internally locked on free-threaded builds); two threads racing on a new key
+        # at worst both call .labels(), which returns the same child under the metric's
+        # own lock, so no count is lost or doubled.
+        self._children: dict[tuple[str, str, str], tuple[Histogram, dict[str, Counter]]] = {}
+
+    def call_finished(
+        self, service: str, operation: str, bucket: str, result: str, duration: Optional[float]
+    ) -> None:
+        key = (service, operation, bucket)
+        children = self._children.get(key)
+        if children is None:
+            children = self._children.setdefault(key, (self._duration.labels(*key), {}))
+        histogram, counters = children
+        counter = counters.get(result)
+        if counter is None:
+            if result not in RESULTS:
+                raise ValueError(f"result must be one of {sorted(RESULTS)}, not {result!r}")
+            counter = counters.setdefault(result, self._operations.labels(*key, result))
+        counter.inc()
+        if duration is not None:
+            histogram.observe(duration)
 
 
 class Metrics:
     """The six metric families of one ``(registry, namespace)``; get it from :func:`metrics_for`.
 
-    Per-call methods (:meth:`call_finished`, :meth:`retry_made`,
-    :meth:`quota_exhausted`) keep a dict from label values to the metric child, so
-    a call costs one tuple and one dict lookup before prometheus-client's own
-    locked increment. The caches are filled with ``dict.get`` then
-    ``dict.setdefault``, each atomic under the GIL (and internally locked on
-    free-threaded builds); two threads racing on a new key at worst both call
-    ``.labels()``, which returns the same child under the metric's own lock, so no
-    count is lost or doubled.
+    The two families written on every call, ``N_operations_total`` and
+    ``N_operation_duration_seconds``, are kept by a collector of ours in a single
+    process: one dict lookup and one short-held lock per call, the per-series
+    numbers summed into buckets only when scraped. With ``PROMETHEUS_MULTIPROC_DIR``
+    set they are prometheus-client's ``Counter`` and ``Histogram``, whose values
+    live in the files that aggregate across worker processes. Either way the
+    scrape is the same.
+
+    :meth:`retry_made` and :meth:`quota_exhausted` (only on retries) keep a dict from
+    label values to the prometheus-client child, so they cost one tuple and one dict
+    lookup before its own locked increment; see :class:`_ClientCallMetrics` for why
+    the caches need no lock.
 
     Circuit methods are rare and take ``self._circuit_lock``, which makes "is this
     transition newer than the last one seen?" and the gauge update one step.
@@ -193,61 +387,53 @@ class Metrics:
         self._multiprocess = (
             multiprocess_dir(os.environ if environ is None else environ) is not None
         )
-        created: list[Collector] = []
+        registered: list[Collector] = []
         try:
-            self._operations = Counter(
-                "operations_total",
-                "Logical AWS calls (retries included), by result: success, error, circuit_open.",
-                ("service", "operation", "bucket", "result"),
-                namespace=namespace,
-                registry=registry,
+            self._calls: _CallMetrics = (
+                _ClientCallMetrics(namespace) if self._multiprocess else _CallCollector(namespace)
             )
-            created.append(self._operations)
-            self._duration = Histogram(
-                "operation_duration_seconds",
-                "Wall time of each logical AWS call that was sent, retries and backoff included.",
-                ("service", "operation", "bucket"),
-                namespace=namespace,
-                registry=registry,
-                buckets=DURATION_BUCKETS,
-            )
-            created.append(self._duration)
             self._state = Gauge(
                 "circuit_breaker_state",
                 "Circuit breaker state: 0 closed, 1 half-open, 2 open.",
                 ("circuit_name",),
                 namespace=namespace,
-                registry=registry,
+                registry=None,
                 multiprocess_mode=GAUGE_MULTIPROCESS_MODE,
             )
-            created.append(self._state)
             self._transitions = Counter(
                 "circuit_breaker_transitions_total",
                 "Circuit breaker state changes (closed, open, half_open).",
                 ("circuit_name", "from_state", "to_state"),
                 namespace=namespace,
-                registry=registry,
+                registry=None,
             )
-            created.append(self._transitions)
             self._retries = Counter(
                 "retry_attempts_total",
                 'Retries actually made; attempt is "1" for the first retry of a call.',
                 ("service", "operation", "attempt"),
                 namespace=namespace,
-                registry=registry,
+                registry=None,
             )
-            created.append(self._retries)
             self._quota_exhausted = Counter(
                 "retry_quota_exhausted_total",
                 "Calls on which botocore's retry quota ran out.",
                 ("service", "operation"),
                 namespace=namespace,
-                registry=registry,
+                registry=None,
             )
+            for collector in (
+                *self._calls.collectors,
+                self._state,
+                self._transitions,
+                self._retries,
+                self._quota_exhausted,
+            ):
+                registry.register(collector)
+                registered.append(collector)
         except ValueError as exc:
             # Leave the registry as we found it, so a later attempt (or another
             # namespace) is not blocked by half of our families.
-            for collector in reversed(created):
+            for collector in reversed(registered):
                 registry.unregister(collector)
             raise MetricsRegistrationError(
                 f"cannot register the botocore-resilience metrics with namespace {namespace!r}: "
@@ -255,7 +441,6 @@ class Metrics:
                 "choose another metrics_namespace or registry."
             ) from exc
 
-        self._calls: dict[tuple[str, str, str], _CallSeries] = {}
         self._retry_children: dict[tuple[str, str, int], Counter] = {}
         self._quota_children: dict[tuple[str, str], Counter] = {}
 
@@ -270,23 +455,7 @@ class Metrics:
         self, service: str, operation: str, bucket: str, result: str, duration: Optional[float]
     ) -> None:
         """Count one logical call; observe its duration unless it was never sent (``None``)."""
-        series = self._calls.get((service, operation, bucket))
-        if series is None:
-            series = self._call_series(service, operation, bucket)
-        counter = series.results.get(result)
-        if counter is None:
-            if result not in RESULTS:
-                raise ValueError(f"result must be one of {sorted(RESULTS)}, not {result!r}")
-            counter = series.results.setdefault(
-                result, self._operations.labels(service, operation, bucket, result)
-            )
-        counter.inc()
-        if duration is not None:
-            series.duration.observe(duration)
-
-    def _call_series(self, service: str, operation: str, bucket: str) -> _CallSeries:
-        series = _CallSeries(self._duration.labels(service, operation, bucket))
-        return self._calls.setdefault((service, operation, bucket), series)
+        self._calls.call_finished(service, operation, bucket, result, duration)
 
     def retry_made(self, service: str, operation: str, attempt: int) -> None:
         """Count one retry actually made; ``attempt`` is 1 for a call's first retry."""

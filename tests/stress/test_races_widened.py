@@ -26,7 +26,7 @@ from botocore_resilience.breaker import (
     Permit,
     Transition,
 )
-from botocore_resilience.metrics import Metrics
+from botocore_resilience.metrics import Metrics, _CallCollector
 from botocore_resilience.testing import SLOW_DOWN, FakeClock, LocalS3
 
 from .conftest import WAIT, Installed
@@ -225,15 +225,15 @@ def test_widened_metrics_lose_no_count(monkeypatch: pytest.MonkeyPatch) -> None:
     """Threads racing to create the same label children still count every call once."""
     registry = CollectorRegistry()
     metrics = Metrics(registry, "botocore")
-    call_series = Metrics._call_series
+    first_call = _CallCollector._first_call  # where a new label set's series are made
 
-    def slow_call_series(self: Metrics, *args: str) -> Any:
+    def slow_first_call(self: _CallCollector, *args: str) -> Any:
         time.sleep(0)
-        series = call_series(self, *args)
+        series = first_call(self, *args)
         time.sleep(0)
         return series
 
-    monkeypatch.setattr(Metrics, "_call_series", slow_call_series)
+    monkeypatch.setattr(_CallCollector, "_first_call", slow_first_call)
     per_thread = 50
 
     def count(i: int) -> None:

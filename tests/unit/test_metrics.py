@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import gc
+import sys
 import threading
+import time
 import warnings
 import weakref
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Optional
+from typing import Any, Callable, Optional
 
+import prometheus_client.metrics
 import pytest
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client.openmetrics import exposition as openmetrics_exposition
+from prometheus_client.openmetrics import parser as openmetrics_parser
+from prometheus_client.parser import text_string_to_metric_families
 
 from botocore_resilience.breaker import CircuitState, Transition
 from botocore_resilience.metrics import (
@@ -534,6 +541,328 @@ def test_per_call_methods_from_many_threads_lose_nothing(
     )
     assert calls == 8 * 500
     assert retries == 8 * 500
+
+
+# -- single process: our collector against prometheus-client's Counter and Histogram --------
+
+
+def client_metrics(registry: CollectorRegistry, tmp_path: Path, namespace: str) -> Metrics:
+    """Metrics whose per-call families are prometheus-client's ``Counter`` and ``Histogram``.
+
+    That is multiprocess mode; the values stay in memory here all the same, because
+    prometheus-client chose its value storage when first imported.
+    """
+    return Metrics(registry, namespace, environ={"PROMETHEUS_MULTIPROC_DIR": str(tmp_path)})
+
+
+def exercise_every_family(metrics: Metrics) -> None:
+    # Label sets interleaved, a result first seen late, a circuit_open with no other call
+    # (an empty histogram), durations on, between and past the bucket bounds.
+    calls: list[tuple[str, str, str, str, Optional[float]]] = [
+        ("s3", "GetObject", "photos", "success", 0.02),
+        ("s3", "HeadObject", "logs", "circuit_open", None),
+        ("s3", "GetObject", "photos", "error", 7.0),
+        ("dynamodb", "GetItem", "", "success", 0.005),
+        ("s3", "GetObject", "photos", "success", 0.0050001),
+        ("s3", "GetObject", "photos", "circuit_open", None),
+        ("dynamodb", "GetItem", "", "success", 60.0),
+        ("dynamodb", "GetItem", "", "error", 61.0),
+        ("s3", "PutObject", "photos", "success", 0.0),
+        ("s3", "GetObject", "photos", "success", 1.0 / 3),
+    ]
+    for call in calls:
+        metrics.call_finished(*call)
+    metrics.retry_made("s3", "GetObject", 1)
+    metrics.retry_made("s3", "GetObject", 2)
+    metrics.quota_exhausted("s3", "GetObject")
+    metrics.circuit_added("s3/us-east-1", CLOSED)
+    metrics.transition(transition(1, CLOSED, OPEN))
+
+
+Scrape = list[tuple[str, str, str, list[tuple[str, dict[str, str], Optional[float]]]]]
+
+
+def parsed(text: str, parse: Callable[[str], Iterator[Any]]) -> tuple[Scrape, list[float]]:
+    """Families in order (name, type, help, samples in order), ``_created`` values apart."""
+    families: Scrape = []
+    created: list[float] = []
+    for family in parse(text):
+        samples = []
+        for sample in family.samples:
+            if sample.name.endswith("_created"):
+                created.append(sample.value)
+                samples.append((sample.name, sample.labels, None))
+            else:
+                samples.append((sample.name, sample.labels, sample.value))
+        families.append((family.name, family.type, family.documentation, samples))
+    return families, created
+
+
+FORMATS = {
+    "prometheus text": (generate_latest, text_string_to_metric_families),
+    "openmetrics": (
+        openmetrics_exposition.generate_latest,
+        openmetrics_parser.text_string_to_metric_families,
+    ),
+}
+
+
+@pytest.mark.parametrize("namespace", ["botocore", ""])
+@pytest.mark.parametrize("exposition", sorted(FORMATS))
+def test_single_process_scrape_is_what_prometheus_client_would_export(
+    tmp_path: Path, namespace: str, exposition: str
+) -> None:
+    generate, parse = FORMATS[exposition]
+    ours, theirs = CollectorRegistry(), CollectorRegistry()
+    before = time.time()
+    exercise_every_family(Metrics(ours, namespace, environ={}))
+    exercise_every_family(client_metrics(theirs, tmp_path, namespace))
+    after = time.time()
+
+    ours_families, ours_created = parsed(generate(ours).decode(), parse)
+    theirs_families, theirs_created = parsed(generate(theirs).decode(), parse)
+    # Every family, sample, label and value, in the same order; only _created differs.
+    assert ours_families == theirs_families
+    assert len(ours_created) == len(theirs_created) > 0
+    assert all(before <= created <= after for created in ours_created)
+    # The raw text too, once _created values are blanked out.
+    blank = "\n".join(
+        line.rsplit(" ", 1)[0] if "_created" in line and not line.startswith("#") else line
+        for line in generate(ours).decode().splitlines()
+    )
+    assert blank == "\n".join(
+        line.rsplit(" ", 1)[0] if "_created" in line and not line.startswith("#") else line
+        for line in generate(theirs).decode().splitlines()
+    )
+
+
+def test_created_samples_follow_prometheus_clients_switch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What PROMETHEUS_DISABLE_CREATED_SERIES=true sets when prometheus-client is imported.
+    monkeypatch.setattr(prometheus_client.metrics, "_use_created", False)
+    ours, theirs = CollectorRegistry(), CollectorRegistry()
+    exercise_every_family(Metrics(ours, "botocore", environ={}))
+    exercise_every_family(client_metrics(theirs, tmp_path, "botocore"))
+    ours_families, ours_created = parsed(
+        generate_latest(ours).decode(), text_string_to_metric_families
+    )
+    theirs_families, _ = parsed(generate_latest(theirs).decode(), text_string_to_metric_families)
+    assert ours_families == theirs_families
+    assert ours_created == []
+
+
+def test_created_is_when_each_series_first_appeared(
+    registry: CollectorRegistry, metrics: Metrics
+) -> None:
+    metrics.call_finished("s3", "GetObject", "photos", "success", 0.1)
+    between = time.time()
+    metrics.call_finished("s3", "GetObject", "photos", "error", 0.1)
+    labels = {"service": "s3", "operation": "GetObject", "bucket": "photos"}
+    success = value(registry, "botocore_operations_created", **labels, result="success")
+    error = value(registry, "botocore_operations_created", **labels, result="error")
+    histogram = value(registry, "botocore_operation_duration_seconds_created", **labels)
+    assert success is not None
+    assert error is not None
+    assert histogram is not None
+    assert histogram <= success <= between <= error
+
+
+def test_a_call_never_sent_exports_an_empty_histogram(
+    registry: CollectorRegistry, metrics: Metrics
+) -> None:
+    # As Histogram.labels() did: the series exists, with nothing observed.
+    metrics.call_finished("s3", "GetObject", "photos", "circuit_open", None)
+    labels = {"service": "s3", "operation": "GetObject", "bucket": "photos"}
+    name = "botocore_operation_duration_seconds"
+    assert registry.get_sample_value(name + "_count", labels) == 0
+    assert registry.get_sample_value(name + "_sum", labels) == 0
+    assert registry.get_sample_value(name + "_bucket", {**labels, "le": "+Inf"}) == 0
+
+
+def test_an_unknown_result_adds_no_series(registry: CollectorRegistry, metrics: Metrics) -> None:
+    with pytest.raises(ValueError, match="result must be one of"):
+        metrics.call_finished("s3", "GetObject", "photos", "timeout", 1.0)
+    assert [s for family in registry.collect() for s in family.samples] == []
+
+
+def test_values_are_floats_as_prometheus_client_exports_them(
+    registry: CollectorRegistry, metrics: Metrics
+) -> None:
+    metrics.call_finished("s3", "GetObject", "photos", "success", 0.5)
+    for family in registry.collect():
+        for sample in family.samples:
+            assert type(sample.value) is float, sample
+
+
+@pytest.mark.parametrize(
+    "foreign",
+    [
+        lambda r: Counter("botocore_operations_total", "someone else's", registry=r),
+        lambda r: Gauge("botocore_operations_created", "someone else's", registry=r),
+        lambda r: Gauge("botocore_operation_duration_seconds_sum", "someone else's", registry=r),
+        lambda r: Gauge("botocore_circuit_breaker_state", "someone else's", registry=r),
+    ],
+    ids=["operations", "operations_created", "duration_sum", "state"],
+)
+def test_a_clash_with_any_per_call_name_raises_and_leaves_nothing_behind(
+    registry: CollectorRegistry, foreign: Callable[[CollectorRegistry], object]
+) -> None:
+    foreign(registry)
+    names_before = set(families(registry))
+    with pytest.raises(MetricsRegistrationError, match="botocore"):
+        metrics_for(registry, "botocore")
+    assert set(families(registry)) == names_before
+    metrics_for(registry, "mine").call_finished("s3", "GetObject", "", "success", 0.1)
+
+
+@pytest.fixture
+def switch_often() -> Iterator[None]:
+    """Threads switch every microsecond instead of every 5 ms: a lost update would show."""
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(interval)
+
+
+@pytest.mark.usefixtures("switch_often")
+def test_one_series_from_many_threads_while_scraped(
+    registry: CollectorRegistry, metrics: Metrics
+) -> None:
+    # 32 threads on one label set, scraped while they run: no lost update, and every scrape
+    # is consistent (a series' numbers are read together, under its lock). The threads keep
+    # calling until the scraper has seen their numbers 20 times.
+    threads, at_least = 32, 300
+    labels = {"service": "s3", "operation": "GetObject", "bucket": "photos"}
+    duration = "botocore_operation_duration_seconds"
+    outcomes = [("success", 0.25), ("error", 2.0), ("circuit_open", None)]
+    barrier = threading.Barrier(threads + 1)
+    scraped_enough = threading.Event()
+    made = [0] * threads
+    scrapes: list[dict[tuple[str, Optional[str], Optional[str]], float]] = []
+    errors: list[BaseException] = []
+
+    def call(i: int) -> None:
+        barrier.wait(timeout=10)
+        n = 0
+        # Past at_least, a pause every 100 calls lets the scraper in.
+        while n < at_least or not scraped_enough.wait(0 if n % 100 else 0.001):
+            result, seconds = outcomes[n % 3]
+            metrics.call_finished("s3", "GetObject", "photos", result, seconds)
+            n += 1
+        made[i] = n
+
+    def scrape() -> None:
+        barrier.wait(timeout=10)
+        try:
+            while len(scrapes) < 20:
+                seen = {
+                    (sample.name, sample.labels.get("le"), sample.labels.get("result")): (
+                        sample.value
+                    )
+                    for family in registry.collect()
+                    for sample in family.samples
+                    if sample.labels.get("bucket") == "photos"
+                }
+                if seen:
+                    scrapes.append(seen)
+        except BaseException as exc:  # pragma: no cover - the failure being tested for
+            errors.append(exc)
+        finally:
+            scraped_enough.set()
+
+    workers = [threading.Thread(target=call, args=(i,)) for i in range(threads)]
+    scraper = threading.Thread(target=scrape)
+    for thread in [*workers, scraper]:
+        thread.start()
+    for thread in [*workers, scraper]:
+        thread.join(timeout=60)
+
+    assert errors == []
+    ops = "botocore_operations_total"
+    for seen in scrapes:
+        sent = seen.get((ops, None, "success"), 0.0) + seen.get((ops, None, "error"), 0.0)
+        fast = seen[duration + "_bucket", "0.25", None]
+        slow = seen[duration + "_bucket", "2.5", None] - fast
+        assert seen[duration + "_bucket", "+Inf", None] == seen[duration + "_count", None, None]
+        assert seen[duration + "_count", None, None] == sent
+        assert seen[duration + "_sum", None, None] == 0.25 * fast + 2.0 * slow
+    expected = {result: 0 for result, _ in outcomes}
+    for n in made:
+        for k, (result, _seconds) in enumerate(outcomes):
+            expected[result] += len(range(k, n, 3))
+    for result, count in expected.items():
+        assert value(registry, ops, **labels, result=result) == count
+    sent = expected["success"] + expected["error"]
+    assert registry.get_sample_value(duration + "_count", labels) == sent
+    assert registry.get_sample_value(duration + "_sum", labels) == (
+        0.25 * expected["success"] + 2.0 * expected["error"]
+    )
+    assert (
+        registry.get_sample_value(duration + "_bucket", {**labels, "le": "0.25"})
+        == (expected["success"])
+    )
+
+
+@pytest.mark.usefixtures("switch_often")
+@pytest.mark.parametrize("kind", ["single process", "prometheus-client classes"])
+def test_new_label_sets_from_many_threads_at_once(
+    registry: CollectorRegistry, tmp_path: Path, kind: str
+) -> None:
+    # 32 threads reach the same new label sets together: each series and result is made
+    # once, and no count made while another thread creates it is lost.
+    if kind == "single process":
+        metrics = Metrics(registry, "botocore", environ={})
+    else:
+        metrics = client_metrics(registry, tmp_path, "botocore")
+    threads = 32
+    barrier = threading.Barrier(threads)
+
+    def call(i: int) -> None:
+        barrier.wait(timeout=10)
+        for bucket in range(20):
+            for result in ("error", "success", "circuit_open"):
+                duration = None if result == "circuit_open" else 0.1
+                metrics.call_finished("s3", "GetObject", f"b{bucket}", result, duration)
+
+    workers = [threading.Thread(target=call, args=(i,)) for i in range(threads)]
+    for thread in workers:
+        thread.start()
+    for thread in workers:
+        thread.join(timeout=60)
+    samples = [s for family in registry.collect() for s in family.samples]
+    totals = [s for s in samples if s.name == "botocore_operations_total"]
+    counts = [s for s in samples if s.name == "botocore_operation_duration_seconds_count"]
+    assert len(totals) == 20 * 3
+    assert {s.value for s in totals} == {threads}
+    assert len(counts) == 20
+    assert {s.value for s in counts} == {2 * threads}
+
+
+def test_circuit_removed_leaves_the_per_call_families_alone(
+    registry: CollectorRegistry, metrics: Metrics
+) -> None:
+    metrics.call_finished("s3", "GetObject", "photos", "success", 0.1)
+    metrics.circuit_added("s3/us-east-1", CLOSED)
+    metrics.transition(transition(1, CLOSED, OPEN))
+
+    def per_call() -> list[tuple[str, dict[str, str], float]]:
+        return [
+            (s.name, s.labels, s.value)
+            for family in registry.collect()
+            if family.name in ("botocore_operations", "botocore_operation_duration_seconds")
+            for s in family.samples
+        ]
+
+    kept = per_call()
+    metrics.circuit_removed("s3/us-east-1")
+    assert state(registry) is None
+    assert per_call() == kept
+    metrics.call_finished("s3", "GetObject", "photos", "success", 0.1)
+    labels = {"service": "s3", "operation": "GetObject", "bucket": "photos"}
+    assert value(registry, "botocore_operations_total", **labels, result="success") == 2
 
 
 # -- NullMetrics ---------------------------------------------------------------------------
