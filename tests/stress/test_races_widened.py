@@ -26,7 +26,8 @@ from botocore_resilience.breaker import (
     Permit,
     Transition,
 )
-from botocore_resilience.metrics import Metrics, _CallCollector
+from botocore_resilience.call_metrics import _CallCollector
+from botocore_resilience.metrics import Metrics
 from botocore_resilience.testing import SLOW_DOWN, FakeClock, LocalS3
 
 from .conftest import WAIT, Installed
