@@ -36,6 +36,8 @@ from botocore_resilience.testing import (
     LocalS3,
 )
 
+from ._helpers import fail_calls, metadata_of
+
 Installed = Callable[..., "tuple[Any, Any]"]
 LOGGER = "botocore_resilience"
 CIRCUIT = "s3/us-east-1"
@@ -67,24 +69,6 @@ def retry_lines(caplog: pytest.LogCaptureFixture) -> list[dict[str, str]]:
         if match:
             found.append({**match.groupdict(), "level": record.levelname})
     return found
-
-
-def metadata_of(call: Callable[[], Any]) -> dict[str, Any]:
-    try:
-        response = call()
-    except ClientError as error:
-        return dict(error.response["ResponseMetadata"])
-    body = response.get("Body")
-    if body is not None:
-        body.read()
-    return dict(response["ResponseMetadata"])
-
-
-def fail_calls(client: Any, bucket: str, n: int) -> None:
-    for _ in range(n):
-        with pytest.raises(ClientError) as raised:
-            client.list_objects_v2(Bucket=bucket)
-        assert raised.value.response["Error"]["Code"] == "SlowDown"
 
 
 # -- circuits ------------------------------------------------------------------------------------

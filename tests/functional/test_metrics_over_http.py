@@ -49,6 +49,8 @@ from botocore_resilience.testing import (
     LocalS3,
 )
 
+from ._helpers import fail_calls, metadata_of
+
 Installed = Callable[..., "tuple[Any, Any]"]
 CIRCUIT = "s3/us-east-1"
 OPERATIONS = "botocore_operations_total"
@@ -102,25 +104,6 @@ def retries(registry: CollectorRegistry) -> dict[tuple[str, str], float]:
 
 
 # -- helpers -------------------------------------------------------------------------------------
-
-
-def metadata_of(call: Callable[[], Any]) -> dict[str, Any]:
-    """``ResponseMetadata`` of a call that ends with a response, whether it raised or not."""
-    try:
-        response = call()
-    except ClientError as error:
-        return dict(error.response["ResponseMetadata"])
-    body = response.get("Body")
-    if body is not None:
-        body.read()
-    return dict(response["ResponseMetadata"])
-
-
-def fail_calls(client: Any, bucket: str, n: int) -> None:
-    for _ in range(n):
-        with pytest.raises(ClientError) as raised:
-            client.list_objects_v2(Bucket=bucket)
-        assert raised.value.response["Error"]["Code"] == "SlowDown"
 
 
 class _ClockSleep:
