@@ -1,4 +1,4 @@
-"""Settings: one table of (option, environment variable, default, parser), one frozen result.
+"""Settings: one frozen dataclass whose fields are the table of (option, default, parser, help).
 
 Settings are read when ``install()`` runs — never at import — from the mapping it
 is given (``os.environ`` by default), then keyword overrides are applied. Every
@@ -11,39 +11,75 @@ value and what is accepted, before anything is registered.
 (3, 'bucket', 60.0)
 >>> settings.source_of("failure_threshold"), settings.source_of("scope")
 ('environment', 'keyword')
+
+One rule for every number (``docs/reference/settings.md`` says it for users): written
+in ASCII digits (Arabic-Indic or fullwidth digits and ``1_000`` are refused, though
+Python's ``int()`` takes them), finite, and at most :data:`MAX_NUMBER`; counts are whole numbers (no
+``2.0``, no ``1e3``), times may have a fraction and an exponent. A huge keyword is a
+``ConfigurationError`` like any other bad value, never an ``OverflowError`` nor
+silently rounded.
 """
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any, Callable, NamedTuple, Optional
+from typing import Any, Callable, Literal, NamedTuple, Optional, Union, get_args
 
 from .errors import ConfigurationError
 
-__all__ = ["ENV_PREFIX", "SETTINGS", "Setting", "Settings", "unknown_variables"]
+__all__ = [
+    "ENV_PREFIX",
+    "MAX_NUMBER",
+    "SETTINGS",
+    "BreakerMode",
+    "InvalidValue",
+    "RetryMode",
+    "Scope",
+    "Setting",
+    "Settings",
+    "is_valid_namespace",
+    "unknown_variable_warnings",
+    "unknown_variables",
+]
 
 ENV_PREFIX = "BOTOCORE_RESILIENCE_"
 
-RETRY_MODES = ("adaptive", "standard", "legacy")
-BREAKER_MODES = ("on", "off", "metrics-only")
-SCOPES = ("service", "operation", "bucket")
+RetryMode = Literal["adaptive", "standard", "legacy"]
+BreakerMode = Literal["on", "off", "metrics-only"]
+Scope = Literal["service", "operation", "bucket"]
+
+RETRY_MODES: tuple[str, ...] = get_args(RetryMode)
+BREAKER_MODES: tuple[str, ...] = get_args(BreakerMode)
+SCOPES: tuple[str, ...] = get_args(Scope)
+
+MAX_NUMBER = 1_000_000_000
+"""The largest count or number of seconds any setting takes: far above any sensible value,
+far below where ints stop fitting a float or a C long."""
+
+MAX_NAME_LENGTH = 64
 
 _TRUE = frozenset({"true", "1", "yes", "on"})
 _FALSE = frozenset({"false", "0", "no", "off"})
-_DIGITS = re.compile(r"\s*\+?[0-9]+\s*\Z")  # ASCII only: "٣" is not a count
-_NAME = re.compile(r"[A-Za-z0-9_.-]*\Z")
-_METRIC_PREFIX = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*\Z")
+# Explicit [0-9], never \d: \d matches every script's digits (and int() takes those, and "1_000").
+_WHOLE = re.compile(r"\+?[0-9]+\Z")
+_DECIMAL = re.compile(r"\+?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?\Z")
+_NAME = re.compile(rf"[A-Za-z0-9_.-]{{0,{MAX_NAME_LENGTH}}}\Z")
+_NAMESPACE = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*\Z")
 _HOSTNAME = re.compile(
     r"(?=.{1,253}\Z)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\Z"
 )
+# A last label that URL parsers and inet_aton() read as a number makes the whole name an
+# IPv4 address in disguise ("127.1", "0x0", "0x7f.1"): not a host name (WHATWG URL rule).
+_NUMERIC_LABEL = re.compile(r"(?:[0-9]+|0[xX][0-9A-Fa-f]*)\Z")
 
 
-class _Invalid(Exception):
-    """Raised by a parser; carries what the setting accepts."""
+class InvalidValue(ValueError):
+    """Raised by a setting's parser; ``accepted`` says what the setting accepts, in words."""
 
     def __init__(self, accepted: str) -> None:
         super().__init__(accepted)
@@ -53,168 +89,170 @@ class _Invalid(Exception):
 # -- parsers: each takes a str (from the environment) or a Python value (from a keyword) --
 
 
-def _boolean(value: object) -> bool:
+def parse_boolean(value: object) -> bool:
     if isinstance(value, bool):
         return value
     if type(value) is int and value in (0, 1):
         return bool(value)
     if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
         return value.strip().lower() in _TRUE
-    raise _Invalid("a boolean: true/false, 1/0, yes/no or on/off")
+    raise InvalidValue("a boolean: true/false, 1/0, yes/no or on/off")
 
 
-def _choice(*choices: str) -> Callable[[object], str]:
+def _choice(choices: Any) -> Callable[[object], Any]:
+    """The parser of a ``Literal`` type: one of its values, in any case."""
+    words: tuple[str, ...] = get_args(choices)
+
     def parse(value: object) -> str:
-        if isinstance(value, str) and value.strip().lower() in choices:
+        if isinstance(value, str) and value.strip().lower() in words:
             return value.strip().lower()
-        raise _Invalid("one of " + ", ".join(choices))
+        raise InvalidValue("one of " + ", ".join(words))
 
     return parse
 
 
-def _number(value: object, accepted: str) -> float:
+def parse_number(value: object, accepted: str, *, whole: bool) -> Union[int, float]:
+    """The one rule for numbers; ``whole`` for counts. Raises :class:`InvalidValue`."""
+    number: Union[int, float]
     if isinstance(value, bool):  # bool is an int subclass: True is not a threshold
-        raise _Invalid(accepted)
-    if isinstance(value, (int, float)):
-        number = float(value)
-    elif isinstance(value, str):
+        raise InvalidValue(accepted)
+    if isinstance(value, int):
+        number = value  # compared exactly below: 10**30 never goes through a float
+    elif isinstance(value, float) and not whole:  # 2.0 is refused as "2.0" is
+        number = value
+    elif isinstance(value, str) and (_WHOLE if whole else _DECIMAL).match(value.strip()):
         try:
-            number = float(value.strip())
-        except ValueError:
-            raise _Invalid(accepted) from None
+            number = int(value) if whole else float(value)
+        except ValueError:  # more digits than int() converts (Python 3.11+)
+            raise InvalidValue(accepted) from None
     else:
-        raise _Invalid(accepted)
-    if not math.isfinite(number):
-        raise _Invalid(accepted)
+        raise InvalidValue(accepted)
+    if not (isinstance(number, int) or math.isfinite(number)) or abs(number) > MAX_NUMBER:
+        raise InvalidValue(accepted)
     return number
 
 
-def _count(value: object) -> int:
-    accepted = "an integer >= 1"
-    if isinstance(value, str) and not _DIGITS.match(value):
-        raise _Invalid(accepted)  # "2.5", "1e3", "-1" are not counts
-    if isinstance(value, float):
-        raise _Invalid(accepted)  # as "2.0" is refused from the environment
-    number = _number(value, accepted)
-    if number != int(number) or number < 1:
-        raise _Invalid(accepted)
+def parse_count(value: object) -> int:
+    """A whole number from 1 to :data:`MAX_NUMBER`."""
+    accepted = f"an integer from 1 to {MAX_NUMBER}"
+    number = parse_number(value, accepted, whole=True)
+    if number < 1:
+        raise InvalidValue(accepted)
     return int(number)
 
 
-def _seconds(value: object) -> float:
-    number = _number(value, "a finite number of seconds > 0")
+def parse_positive(value: object, unit: str = "") -> float:
+    """A number > 0 and <= :data:`MAX_NUMBER`, fractions allowed; ``unit`` words the error."""
+    accepted = f"a number{unit} > 0 and <= {MAX_NUMBER}"
+    number = parse_number(value, accepted, whole=False)
     if number <= 0:
-        raise _Invalid("a finite number of seconds > 0")
-    return number
+        raise InvalidValue(accepted)
+    return float(number)
 
 
-def _port(value: object) -> Optional[int]:
+def parse_seconds(value: object) -> float:
+    return parse_positive(value, " of seconds")
+
+
+def parse_port(value: object) -> Optional[int]:
     accepted = "a TCP port, an integer from 1 to 65535 (or empty for no /metrics server)"
     if value is None:
         return None
-    if isinstance(value, float) or (isinstance(value, str) and not _DIGITS.match(value)):
-        raise _Invalid(accepted)
-    number = _number(value, accepted)
-    if number != int(number) or not 1 <= number <= 65535:
-        raise _Invalid(accepted)
+    number = parse_number(value, accepted, whole=True)
+    if not 1 <= number <= 65535:
+        raise InvalidValue(accepted)
     return int(number)
 
 
-def _address(value: object) -> str:
-    accepted = "an IP address or host name to bind, e.g. 0.0.0.0, 127.0.0.1 or ::"
-    if not isinstance(value, str) or not value.strip():
-        raise _Invalid(accepted)
+def parse_address(value: object) -> str:
+    """An IPv4 address in dotted-quad form, an IPv6 address (no brackets), or a host name."""
+    accepted = (
+        "an IPv4 address (four decimal parts, e.g. 0.0.0.0 or 127.0.0.1), an IPv6 address "
+        "(e.g. :: or ::1, no brackets) or a host name"
+    )
+    if not isinstance(value, str):
+        raise InvalidValue(accepted)
     text = value.strip()
     try:
-        ipaddress.ip_address(text)
+        ipaddress.ip_address(text)  # strict: no "127.1", no "0x7f.0.0.1", no leading zeros
     except ValueError:
-        # "256.1.1.1" would pass as a host name: an all-numeric dotted name must be an IP.
-        if not _HOSTNAME.match(text) or text.replace(".", "").isdigit():
-            raise _Invalid(accepted) from None
+        last_label = text.rsplit(".", 1)[-1]
+        if not _HOSTNAME.match(text) or _NUMERIC_LABEL.match(last_label):
+            raise InvalidValue(accepted) from None
     return text
 
 
-def _name(value: object) -> str:
+def parse_name(value: object) -> str:
     if isinstance(value, str) and _NAME.match(value.strip()):
         return value.strip()
-    raise _Invalid("letters, digits, '.', '_' or '-' (it prefixes circuit names)")
-
-
-def _metric_prefix(value: object) -> str:
-    if isinstance(value, str) and _METRIC_PREFIX.match(value.strip()):
-        return value.strip()
-    raise _Invalid("a Prometheus metric name prefix matching [a-zA-Z_:][a-zA-Z0-9_:]*")
-
-
-class Setting(NamedTuple):
-    """One row of the table: the single source of truth for a setting."""
-
-    option: str
-    env: str
-    default: Any
-    parse: Callable[[object], Any]
-    help: str
-
-
-SETTINGS: tuple[Setting, ...] = tuple(
-    Setting(option, ENV_PREFIX + option.upper(), default, parse, help)
-    for option, default, parse, help in (
-        ("enabled", True, _boolean, "kill switch: false makes install() register nothing"),
-        ("name", "", _name, "prefix of circuit names, to tell installations apart"),
-        (
-            "retry_mode",
-            "adaptive",
-            _choice(*RETRY_MODES),
-            "botocore retry mode where the user set none",
-        ),
-        ("max_attempts", 4, _count, "total attempts incl. the first, where the user set none"),
-        (
-            "breaker",
-            "on",
-            _choice(*BREAKER_MODES),
-            "on, off (retry + metrics only) or metrics-only",
-        ),
-        ("scope", "service", _choice(*SCOPES), "what one circuit covers"),
-        ("failure_threshold", 5, _count, "consecutive failed calls that open a closed circuit"),
-        ("recovery_timeout", 60.0, _seconds, "seconds open before a probe may go"),
-        ("success_threshold", 2, _count, "good probes that close a half-open circuit"),
-        ("half_open_max_calls", 1, _count, "probes in flight at once while half-open"),
-        ("max_circuits", 1000, _count, "most circuits kept; beyond, idle closed ones are evicted"),
-        ("metrics", True, _boolean, "export Prometheus metrics"),
-        ("metrics_namespace", "botocore", _metric_prefix, "metric name prefix"),
-        ("metrics_port", None, _port, "serve /metrics on this port (unset: no server)"),
-        ("metrics_addr", "0.0.0.0", _address, "address the /metrics server binds to"),
+    raise InvalidValue(
+        f"at most {MAX_NAME_LENGTH} letters, digits, '.', '_' or '-' (it prefixes circuit names)"
     )
-)
-
-_BY_OPTION = {setting.option: setting for setting in SETTINGS}
-_ENV_NAMES = frozenset(setting.env for setting in SETTINGS)
 
 
-def unknown_variables(environ: Mapping[str, str]) -> list[str]:
-    """``BOTOCORE_RESILIENCE_*`` names in ``environ`` that are no setting: likely typos."""
-    return sorted(k for k in environ if k.startswith(ENV_PREFIX) and k not in _ENV_NAMES)
+def is_valid_namespace(namespace: str) -> bool:
+    """Whether ``namespace`` can prefix Prometheus metric names (``""`` means no prefix).
+
+    >>> is_valid_namespace("botocore"), is_valid_namespace("my-app")
+    (True, False)
+    """
+    return namespace == "" or _NAMESPACE.match(namespace) is not None
+
+
+def parse_namespace(value: object) -> str:
+    # Empty is valid for the metrics themselves (no prefix) but not as a setting: an empty
+    # variable means "unset", and the keyword follows the variable.
+    if isinstance(value, str) and value.strip() and is_valid_namespace(value.strip()):
+        return value.strip()
+    raise InvalidValue("a Prometheus metric name prefix matching [a-zA-Z_:][a-zA-Z0-9_:]*")
+
+
+def _setting(default: Any, parse: Callable[[object], Any], help: str) -> Any:
+    """A field of :class:`Settings`: its default, its parser and one line of help."""
+    return field(default=default, metadata={"parse": parse, "help": help})
 
 
 @dataclass(frozen=True)
 class Settings:
-    """The effective settings of one installation. Build with :meth:`from_env`."""
+    """The effective settings of one installation. Build with :meth:`from_env`.
 
-    enabled: bool = True
-    name: str = ""
-    retry_mode: str = "adaptive"
-    max_attempts: int = 4
-    breaker: str = "on"
-    scope: str = "service"
-    failure_threshold: int = 5
-    recovery_timeout: float = 60.0
-    success_threshold: int = 2
-    half_open_max_calls: int = 1
-    max_circuits: int = 1000
-    metrics: bool = True
-    metrics_namespace: str = "botocore"
-    metrics_port: Optional[int] = None
-    metrics_addr: str = "0.0.0.0"
+    Each field is one setting, written once: its type, default, parser and help. The
+    option is the field's name, the variable ``BOTOCORE_RESILIENCE_`` + its name in upper
+    case; :data:`SETTINGS`, ``python -m botocore_resilience config`` and the docs' tests
+    all follow from here. ``Settings()`` holds the defaults.
+    """
+
+    enabled: bool = _setting(
+        True, parse_boolean, "kill switch: false makes install() register nothing"
+    )
+    name: str = _setting("", parse_name, "prefix of circuit names, to tell installations apart")
+    retry_mode: RetryMode = _setting(  # noqa: RUF009 (returns a dataclasses.field)
+        "adaptive", _choice(RetryMode), "botocore retry mode where the user set none"
+    )
+    max_attempts: int = _setting(
+        4, parse_count, "total attempts incl. the first, where the user set none"
+    )
+    breaker: BreakerMode = _setting(  # noqa: RUF009 (returns a dataclasses.field)
+        "on", _choice(BreakerMode), "on, off (retry + metrics only) or metrics-only"
+    )
+    scope: Scope = _setting(  # noqa: RUF009 (returns a dataclasses.field)
+        "service", _choice(Scope), "what one circuit covers"
+    )
+    failure_threshold: int = _setting(
+        5, parse_count, "consecutive failed calls that open a closed circuit"
+    )
+    recovery_timeout: float = _setting(60.0, parse_seconds, "seconds open before a probe may go")
+    success_threshold: int = _setting(2, parse_count, "good probes that close a half-open circuit")
+    half_open_max_calls: int = _setting(1, parse_count, "probes in flight at once while half-open")
+    max_circuits: int = _setting(
+        1000, parse_count, "most circuits kept; beyond, idle closed ones are evicted"
+    )
+    metrics: bool = _setting(True, parse_boolean, "export Prometheus metrics")
+    metrics_namespace: str = _setting("botocore", parse_namespace, "metric name prefix")
+    metrics_port: Optional[int] = _setting(
+        None, parse_port, "serve /metrics on this port (unset: no server)"
+    )
+    metrics_addr: str = _setting("0.0.0.0", parse_address, "address the /metrics server binds to")
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
     """Where each value came from: ``"default"``, ``"environment"`` or ``"keyword"``."""
 
@@ -245,7 +283,7 @@ class Settings:
                 continue
             try:
                 values[setting.option] = setting.parse(raw)
-            except _Invalid as invalid:
+            except InvalidValue as invalid:
                 raise ConfigurationError(
                     variable=where, value=raw, accepted=invalid.accepted
                 ) from None
@@ -257,4 +295,65 @@ class Settings:
 
     def as_dict(self) -> dict[str, Any]:
         """The settings by option name (without ``sources``)."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "sources"}
+        return {setting.option: getattr(self, setting.option) for setting in SETTINGS}
+
+
+class Setting(NamedTuple):
+    """One row of the table, as read from a field of :class:`Settings`."""
+
+    option: str
+    env: str
+    default: Any
+    parse: Callable[[object], Any]
+    help: str
+
+
+SETTINGS: tuple[Setting, ...] = tuple(
+    Setting(f.name, ENV_PREFIX + f.name.upper(), f.default, f.metadata["parse"], f.metadata["help"])
+    for f in fields(Settings)
+    if "parse" in f.metadata
+)
+
+_BY_OPTION = {setting.option: setting for setting in SETTINGS}
+_ENV_NAMES = frozenset(setting.env for setting in SETTINGS)
+_NEAR_PREFIX = "BOTOCORE_"  # BOTOCORE_RESILIANCE_SCOPE is a typo too
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """Names in ``environ`` that look like one of our variables but are none: likely typos.
+
+    Every ``BOTOCORE_RESILIENCE_*`` name that is no setting, and ``BOTOCORE_*`` names close
+    to one of ours (a misspelt prefix); botocore's own ``BOTOCORE_*`` variables are not.
+    """
+    found = []
+    for name in environ:
+        if name in _ENV_NAMES or not name.startswith(_NEAR_PREFIX):
+            continue
+        if name.startswith(ENV_PREFIX) or _closest(name):
+            found.append(name)
+    return sorted(found)
+
+
+def unknown_variable_warnings(environ: Mapping[str, str]) -> list[str]:
+    """One warning per :func:`unknown_variables` name, with the nearest setting if any.
+
+    >>> print(*unknown_variable_warnings({"BOTOCORE_RESILIENCE_SCOP": "bucket"}))
+    ignoring unknown setting BOTOCORE_RESILIENCE_SCOP (did you mean BOTOCORE_RESILIENCE_SCOPE?)
+    """
+    warnings = []
+    for name in unknown_variables(environ):
+        nearest = _closest(name)
+        hint = f"did you mean {nearest}?" if nearest else "a typo?"
+        warnings.append(f"ignoring unknown setting {name} ({hint})")
+    return warnings
+
+
+def _closest(name: str) -> Optional[str]:
+    """The setting ``name`` was probably meant to be: for our prefix, judged on the rest of
+    the name (the shared prefix would make every name look close to every other)."""
+    if name.startswith(ENV_PREFIX):
+        tails = [setting.option.upper() for setting in SETTINGS]
+        found = difflib.get_close_matches(name[len(ENV_PREFIX) :], tails, n=1, cutoff=0.7)
+        return ENV_PREFIX + found[0] if found else None
+    found = difflib.get_close_matches(name, sorted(_ENV_NAMES), n=1, cutoff=0.85)
+    return found[0] if found else None

@@ -96,7 +96,8 @@ def test_config_json_has_typed_values_and_sources() -> None:
         (
             {ENV_PREFIX + "FAILURE_THRESHOLD": "0"},
             [],
-            "BOTOCORE_RESILIENCE_FAILURE_THRESHOLD='0' is not valid: expected an integer >= 1",
+            "BOTOCORE_RESILIENCE_FAILURE_THRESHOLD='0' is not valid: "
+            "expected an integer from 1 to 1000000000",
         ),
         (
             {ENV_PREFIX + "BREAKER": "sometimes"},

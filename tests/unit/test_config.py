@@ -67,13 +67,23 @@ _COUNT_BAD_ENV = [
     "1e3",
     "0x10",
     "3 attempts",
+    "\u0663",  # ARABIC-INDIC DIGIT THREE: int() takes it, we do not
+    "\uff15",  # FULLWIDTH DIGIT FIVE
+    "1_000",  # int() takes underscores too
+    "1000000001",  # above MAX_NUMBER
+    "9" * 5000,  # more digits than int() converts on 3.11+: still a ConfigurationError
 ]
-_COUNT_GOOD_KW = [(1, 1), (3, 3), (10**6, 10**6), ("4", 4)]
+_COUNT_GOOD_KW = [(1, 1), (3, 3), (10**6, 10**6), ("4", 4), (10**9, 10**9)]
 _COUNT_BAD_KW = [
     0,
     -1,
     2.0,  # refused like "2.0" from the environment
     "\u0663",  # ARABIC-INDIC DIGIT THREE: ASCII digits only
+    "\uff15",
+    "1_000",
+    10**9 + 1,
+    10**30,  # once stored as 1000000000000000019884624838656
+    10**400,  # once an OverflowError
     2.5,
     0.5,
     "2.5",
@@ -100,8 +110,8 @@ CASES: dict[str, Cases] = {
     "enabled": Cases(_BOOLEAN_GOOD_ENV, _BOOLEAN_BAD_ENV, _BOOLEAN_GOOD_KW, _BOOLEAN_BAD_KW),
     "metrics": Cases(_BOOLEAN_GOOD_ENV, _BOOLEAN_BAD_ENV, _BOOLEAN_GOOD_KW, _BOOLEAN_BAD_KW),
     "name": Cases(
-        [("storage", "storage"), ("a.b_c-D9", "a.b_c-D9"), (" padded ", "padded")],
-        ["a/b", "has space", "x:y", "café", "a*"],
+        [("storage", "storage"), ("a.b_c-D9", "a.b_c-D9"), (" padded ", "padded"), ("x" * 64,) * 2],
+        ["a/b", "has space", "x:y", "café", "a*", "x" * 65, "n" * 100_000],
         [("storage", "storage"), ("", "")],
         [3, None, True, "a/b", "tab\there"],
     ),
@@ -138,9 +148,15 @@ CASES: dict[str, Cases] = {
     "failure_threshold": Cases(_COUNT_GOOD_ENV, _COUNT_BAD_ENV, _COUNT_GOOD_KW, _COUNT_BAD_KW),
     "recovery_timeout": Cases(
         [("60", 60.0), ("0.5", 0.5), ("1e-3", 0.001), (" 30 ", 30.0), ("1e3", 1000.0)],
-        ["0", "-1", "-0.5", "0.0", "abc", "nan", "NaN", "inf", "-inf", "Infinity", "1s", "1e400"],
-        [(30, 30.0), (0.25, 0.25), ("2", 2.0)],
-        [0, 0.0, -1, math.nan, math.inf, -math.inf, True, None, "x", "0", [1]],
+        [
+            *["0", "-1", "-0.5", "0.0", "abc", "nan", "NaN", "inf", "-inf", "Infinity", "1s"],
+            *["1e400", "1e10", "\u0663", "\uff15", "1_000", "0x10", "1,5"],
+        ],
+        [(30, 30.0), (0.25, 0.25), ("2", 2.0), (10**9, 1e9)],
+        [
+            *[0, 0.0, -1, math.nan, math.inf, -math.inf, True, None, "x", "0", [1], "\u0663"],
+            *[10**9 + 1, 10**30, 10**400, 1e300, "1_000"],
+        ],
     ),
     "success_threshold": Cases(_COUNT_GOOD_ENV, _COUNT_BAD_ENV, _COUNT_GOOD_KW, _COUNT_BAD_KW),
     "half_open_max_calls": Cases(_COUNT_GOOD_ENV, _COUNT_BAD_ENV, _COUNT_GOOD_KW, _COUNT_BAD_KW),
@@ -166,8 +182,14 @@ CASES: dict[str, Cases] = {
             ("localhost", "localhost"),
             ("metrics.internal", "metrics.internal"),
             (" 10.0.0.1 ", "10.0.0.1"),
+            ("fe80::1%eth0", "fe80::1%eth0"),
+            ("host.1a", "host.1a"),  # a last label that is no number: a host name
         ],
-        ["not an address", "http://x", "-bad", "a..b", "[::1]", "host_name", "256.1.1.1", "1.2.3"],
+        [
+            *["not an address", "http://x", "-bad", "a..b", "[::1]", "host_name", "256.1.1.1"],
+            # IPv4 in forms inet_aton() takes but a dotted quad is not: rejected, all of them
+            *["1.2.3", "127.1", "0x0", "0x7f.0.0.1", "2130706433", "127.000.000.001", "a.0x1"],
+        ],
         [("127.0.0.1", "127.0.0.1")],
         [127, None, "", " ", True],
     ),
@@ -390,7 +412,8 @@ def test_the_error_message_example() -> None:
     with pytest.raises(ConfigurationError) as caught:
         Settings.from_env({"BOTOCORE_RESILIENCE_FAILURE_THRESHOLD": "0"})
     assert str(caught.value) == (
-        "BOTOCORE_RESILIENCE_FAILURE_THRESHOLD='0' is not valid: expected an integer >= 1"
+        "BOTOCORE_RESILIENCE_FAILURE_THRESHOLD='0' is not valid: "
+        "expected an integer from 1 to 1000000000"
     )
 
 
@@ -489,3 +512,90 @@ def test_unknown_variables_are_reported_as_likely_typos() -> None:
         "AWS_REGION": "us-east-1",
     }
     assert unknown_variables(environ) == ["BOTOCORE_RESILIENCE_FAILURE_TRESHOLD"]
+
+
+def test_unknown_variable_warnings_name_the_setting_meant() -> None:
+    from botocore_resilience.config import unknown_variable_warnings
+
+    environ = {
+        "BOTOCORE_RESILIENCE_FAILURE_TRESHOLD": "3",
+        "BOTOCORE_RESILIANCE_SCOPE": "bucket",  # the prefix misspelt
+        "BOTOCORE_RESILIENCE_XYZZY": "1",
+        "BOTOCORE_EXPERIMENTAL__PLUGINS": "x",  # botocore's own: not ours, not a typo
+        "BOTOCORE_RESILIENCE_SCOPE": "bucket",
+    }
+    assert unknown_variable_warnings(environ) == [
+        "ignoring unknown setting BOTOCORE_RESILIANCE_SCOPE "
+        "(did you mean BOTOCORE_RESILIENCE_SCOPE?)",
+        "ignoring unknown setting BOTOCORE_RESILIENCE_FAILURE_TRESHOLD "
+        "(did you mean BOTOCORE_RESILIENCE_FAILURE_THRESHOLD?)",
+        "ignoring unknown setting BOTOCORE_RESILIENCE_XYZZY (a typo?)",
+    ]
+
+
+# -- one rule for every number ---------------------------------------------------------------
+
+_NUMERIC = [s for s in SETTINGS if s.option in CASES and isinstance(s.default, (int, float))]
+_NUMERIC = [s for s in _NUMERIC if not isinstance(s.default, bool)] + [
+    s for s in SETTINGS if s.option == "metrics_port"
+]
+
+
+@pytest.mark.parametrize("setting", [pytest.param(s, id=s.option) for s in _NUMERIC])
+@pytest.mark.parametrize(
+    "raw",
+    ["\u0663", "\uff15", "1_000", "\u0661\u0660", " 1_0 ", "nan", "inf", "0x10", "\u0967"],
+)
+def test_every_number_is_written_in_ascii_digits(setting: Setting, raw: str) -> None:
+    # Python's int() and float() take all of these but "0x10"; no setting does.
+    for given in ({setting.env: raw}, {}):
+        with pytest.raises(ConfigurationError):
+            Settings.from_env(given, **({} if given else {setting.option: raw}))
+
+
+@pytest.mark.parametrize("setting", [pytest.param(s, id=s.option) for s in _NUMERIC])
+@pytest.mark.parametrize("huge", [10**30, 10**400, -(10**400)])
+def test_a_huge_number_is_a_configuration_error(setting: Setting, huge: int) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        Settings.from_env({}, **{setting.option: huge})
+    assert caught.value.value is huge
+    with pytest.raises(ConfigurationError):
+        Settings.from_env({setting.env: str(huge)})
+
+
+def test_install_with_a_huge_keyword_raises_configuration_error_not_overflow() -> None:
+    session = botocore.session.Session()
+    with pytest.raises(ConfigurationError):
+        botocore_resilience.install(
+            session, registry=CollectorRegistry(), environ={}, failure_threshold=10**400
+        )
+    with pytest.raises(ConfigurationError):
+        botocore_resilience.install(
+            session, registry=CollectorRegistry(), environ={}, recovery_timeout=10**400
+        )
+
+
+def test_mode_settings_are_literal_types_with_the_accepted_words() -> None:
+    from typing import get_args, get_type_hints
+
+    hints = get_type_hints(Settings)
+    for option, accepted in {
+        "retry_mode": ("adaptive", "standard", "legacy"),
+        "breaker": ("on", "off", "metrics-only"),
+        "scope": ("service", "operation", "bucket"),
+    }.items():
+        assert get_args(hints[option]) == accepted
+        for word in accepted:
+            assert getattr(Settings.from_env({}, **{option: word.upper()}), option) == word
+
+
+def test_each_default_is_written_once() -> None:
+    from botocore_resilience.breaker import BreakerPolicy
+    from botocore_resilience.circuits import DEFAULT_MAX_CIRCUITS
+
+    defaults = Settings()
+    policy = BreakerPolicy()
+    for option in ("failure_threshold", "recovery_timeout", "success_threshold"):
+        assert getattr(policy, option) == getattr(defaults, option), option
+    assert policy.half_open_max_calls == defaults.half_open_max_calls
+    assert defaults.max_circuits == DEFAULT_MAX_CIRCUITS
