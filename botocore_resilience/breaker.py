@@ -306,3 +306,7 @@ class CircuitBreaker:
 
     def __repr__(self) -> str:
         return f"CircuitBreaker(name={self._name!r}, state={self._state.value})"
+
+    def _reinit_lock_after_fork(self) -> None:
+        """In a forked child only: a fresh lock (a thread of the parent may have held it)."""
+        self._lock = threading.Lock()

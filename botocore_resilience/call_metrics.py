@@ -1,21 +1,28 @@
 """The two families written on every call: operations_total and operation_duration_seconds.
 
-Kept one of two ways, chosen by :class:`botocore_resilience.metrics.Metrics`:
+:func:`call_metrics_for` builds them one of two ways (both satisfy :class:`CallMetrics`):
 
-* in a single process, by :class:`_CallCollector`, a collector of ours: one dict lookup
+* in a single process, :class:`InProcessCallMetrics`, a collector of ours: one dict lookup
   and one short-held lock per call, the per-series numbers made cumulative only when
   scraped (prometheus-client's ``Counter``/``Histogram`` take three locks and walk the
   buckets in Python on every call, which was most of the plugin's per-call cost);
-* with ``PROMETHEUS_MULTIPROC_DIR`` set, by :class:`_ClientCallMetrics`, prometheus-client's
+* with ``PROMETHEUS_MULTIPROC_DIR`` set, :class:`MultiprocessCallMetrics`, prometheus-client's
   own classes, whose values live in the per-process files its multiprocess collector adds up.
 
 Both export the same samples (tested: the scrapes are identical but for ``_created``
-timestamps).
+timestamps), and both bound the ``bucket`` label with a :class:`BucketLabels`: at most
+``max_buckets`` distinct bucket names, then :data:`OTHER_BUCKET`.
+
+>>> calls = call_metrics_for("botocore", multiprocess=False, max_buckets=1)
+>>> calls.call_finished("s3", "GetObject", "photos", "success", 0.01)
+>>> calls.call_finished("s3", "GetObject", "videos", "success", 0.01)  # past the bound
+>>> sorted(sample.labels["bucket"] for sample in calls.collect()[0].samples
+...        if sample.name == "botocore_operations_total")
+['__other__', 'photos']
 """
 
 from __future__ import annotations
 
-import threading
 import time
 from bisect import bisect_left
 from itertools import accumulate
@@ -27,7 +34,18 @@ from prometheus_client.metrics_core import CounterMetricFamily, HistogramMetricF
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
-__all__ = ["DURATION_BUCKETS", "RESULTS"]
+from . import _fork
+
+__all__ = [
+    "DURATION_BUCKETS",
+    "OTHER_BUCKET",
+    "RESULTS",
+    "BucketLabels",
+    "CallMetrics",
+    "InProcessCallMetrics",
+    "MultiprocessCallMetrics",
+    "call_metrics_for",
+]
 
 DURATION_BUCKETS: tuple[float, ...] = (
     0.005,
@@ -59,6 +77,59 @@ Fourteen buckets keep each histogram at 17 series.
 
 RESULTS = frozenset(("success", "error", "circuit_open"))
 
+OTHER_BUCKET = "__other__"
+"""The ``bucket`` label of calls to buckets beyond the bound (no S3 bucket can be named so:
+bucket names have no underscores)."""
+
+
+class BucketLabels:
+    """The ``bucket`` label of a call: its bucket, or :data:`OTHER_BUCKET` past the bound.
+
+    The first ``limit`` distinct bucket names seen keep their own label for the life of
+    the process (a counter's series must not vanish); every later one is counted under
+    :data:`OTHER_BUCKET`. ``""`` (calls that name no bucket) is not a bucket and is
+    always itself.
+
+    >>> labels = BucketLabels(2)
+    >>> [labels.label(b) for b in ("a", "b", "c", "a", "")]
+    ['a', 'b', '__other__', 'a', '']
+    """
+
+    def __init__(self, limit: int) -> None:
+        if limit < 1:
+            raise ValueError(f"the bucket label bound must be >= 1, not {limit!r}")
+        self._limit = limit
+        self._admitted: set[str] = set()
+        self._lock = _fork.new_lock()  # makes "is there room?" and "take it" one step
+
+    @property
+    def limit(self) -> int:
+        return self._limit
+
+    def raise_limit(self, limit: int) -> None:
+        """Allow up to ``limit`` buckets, if more than now (a bound never shrinks: the
+        series already exported stay)."""
+        with self._lock:
+            self._limit = max(self._limit, limit)
+
+    def label(self, bucket: str) -> str:
+        """Called when a call's label set has no series yet, so not on every call."""
+        admitted = self._admitted
+        if bucket in admitted or bucket == "":
+            return bucket
+        if len(admitted) >= self._limit:  # full: no lock (the set only grows)
+            return OTHER_BUCKET
+        with self._lock:
+            if bucket not in admitted:
+                if len(admitted) >= self._limit:
+                    return OTHER_BUCKET
+                admitted.add(bucket)
+        return bucket
+
+    def __len__(self) -> int:
+        return len(self._admitted)
+
+
 # The two per-call families: one name, help text and label names for both implementations.
 _OPERATIONS = "operations_total"
 _OPERATIONS_HELP = "Logical AWS calls (retries included), by result: success, error, circuit_open."
@@ -82,14 +153,14 @@ class _CallSeries:
     __slots__ = ("counts", "created", "lock", "observed")
 
     def __init__(self) -> None:
-        self.lock = threading.Lock()
+        self.lock = _fork.new_lock()
         self.counts: dict[str, float] = {}  # result -> calls; a key appears on its first call
         # Observations per bucket (not cumulative; +Inf last), then their sum.
         self.observed = [0.0] * (_SUM + 1)
         self.created = time.time()
 
 
-class _CallCollector:
+class InProcessCallMetrics:
     """``N_operations_total`` and ``N_operation_duration_seconds`` for a single process.
 
     A custom collector that exports exactly what prometheus-client's ``Counter`` and
@@ -98,15 +169,20 @@ class _CallCollector:
     ``bisect`` and one lock held for three float additions, where the metric children
     took three locks and walked the buckets in Python. Buckets are made cumulative
     when scraped.
+
+    A call to a bucket past the bound finds no series under its own name and takes
+    the slow path (:meth:`_first_call`), which finds the :data:`OTHER_BUCKET` series
+    without taking a lock once it exists.
     """
 
-    def __init__(self, namespace: str) -> None:
+    def __init__(self, namespace: str, buckets: BucketLabels) -> None:
         self._operations = _full_name(namespace, _OPERATIONS)
         self._duration = _full_name(namespace, _DURATION)
+        self.buckets = buckets
         self.collectors: tuple[Collector, ...] = (self,)
         # Guards which series and results exist (written only on a label set's first
         # call); each series' numbers are guarded by its own lock. Taken in that order.
-        self._lock = threading.Lock()
+        self._lock = _fork.new_lock()
         self._series: dict[tuple[str, str, str], _CallSeries] = {}
         # (service, operation, bucket, result) -> when first counted. In first-use order,
         # which is the order prometheus-client exports a counter's children in.
@@ -134,7 +210,11 @@ class _CallCollector:
     def _first_call(self, service: str, operation: str, bucket: str, result: str) -> _CallSeries:
         if result not in RESULTS:
             raise ValueError(f"result must be one of {sorted(RESULTS)}, not {result!r}")
+        bucket = self.buckets.label(bucket)
         key = (service, operation, bucket)
+        series = self._series.get(key)
+        if series is not None and result in series.counts:
+            return series  # a bucket past the bound, counted under OTHER_BUCKET
         with self._lock:
             series = self._series.get(key)
             if series is None:
@@ -195,18 +275,31 @@ def _created_series_enabled() -> bool:
     return bool(getattr(prometheus_client.metrics, "_use_created", True))
 
 
-class _CallMetrics(Protocol):
-    """The per-call families as :class:`Metrics` uses them, kept one of two ways."""
+class CallMetrics(Protocol):
+    """The per-call families as :class:`~botocore_resilience.metrics.Metrics` uses them."""
 
     collectors: tuple[Collector, ...]
     """What to register."""
+
+    buckets: BucketLabels
+    """The bound on the ``bucket`` label."""
 
     def call_finished(
         self, service: str, operation: str, bucket: str, result: str, duration: Optional[float]
     ) -> None: ...
 
 
-class _ClientCallMetrics:
+def call_metrics_for(namespace: str, *, multiprocess: bool, max_buckets: int) -> CallMetrics:
+    """The per-call families under ``namespace``, kept in this process's memory or, with
+    ``multiprocess``, in prometheus-client's multiprocess files; ``bucket`` label bounded by
+    ``max_buckets`` distinct names. Nothing is registered: register ``.collectors``."""
+    buckets = BucketLabels(max_buckets)
+    if multiprocess:
+        return MultiprocessCallMetrics(namespace, buckets)
+    return InProcessCallMetrics(namespace, buckets)
+
+
+class MultiprocessCallMetrics:
     """The per-call families as prometheus-client ``Counter`` and ``Histogram``: multiprocess mode.
 
     With ``PROMETHEUS_MULTIPROC_DIR`` set, their values live in per-process files that
@@ -215,7 +308,8 @@ class _ClientCallMetrics:
     call costs one dict lookup before prometheus-client's locked updates.
     """
 
-    def __init__(self, namespace: str) -> None:
+    def __init__(self, namespace: str, buckets: BucketLabels) -> None:
+        self.buckets = buckets
         self._operations = Counter(
             _OPERATIONS, _OPERATIONS_HELP, _OPERATIONS_LABELS, namespace=namespace, registry=None
         )
@@ -241,7 +335,10 @@ class _ClientCallMetrics:
         key = (service, operation, bucket)
         children = self._children.get(key)
         if children is None:
-            children = self._children.setdefault(key, (self._duration.labels(*key), {}))
+            key = (service, operation, self.buckets.label(bucket))
+            children = self._children.get(key)
+            if children is None:
+                children = self._children.setdefault(key, (self._duration.labels(*key), {}))
         histogram, counters = children
         counter = counters.get(result)
         if counter is None:

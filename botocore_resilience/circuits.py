@@ -32,9 +32,9 @@ already clear, so anything used since the sweep last passed gets another round.
 
 from __future__ import annotations
 
-import threading
 from typing import Callable, Optional
 
+from . import _fork
 from .breaker import BreakerPolicy, CircuitBreaker, CircuitState, Observer, Transition
 from .clock import Clock
 
@@ -114,7 +114,8 @@ class Circuits:
         self._hand = 0  # where the next sweep starts
         self._sweep_after = float("-inf")
         self.keepalive: object = None  # whatever the owner needs kept alive with these circuits
-        self._lock = threading.Lock()
+        self._lock = _fork.new_lock()
+        _fork.at_fork_in_child(self._after_fork_in_child)
 
     @property
     def max_circuits(self) -> int:
@@ -199,6 +200,13 @@ class Circuits:
                 return entry
             self._hand = (self._hand + 1) % len(ring)
         return None
+
+    def _after_fork_in_child(self) -> None:
+        # A forked child keeps every circuit with its state (an open circuit stays open:
+        # the service is as down for the child as for the parent), but the breakers'
+        # locks may have been held by threads that do not exist in the child.
+        for entry in list(self._ring):
+            entry.breaker._reinit_lock_after_fork()
 
     def breakers(self) -> dict[str, CircuitBreaker]:
         """A snapshot ``{circuit_name: breaker}``."""

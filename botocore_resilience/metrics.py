@@ -47,9 +47,9 @@ families by that number.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
-import threading
 import weakref
 from collections.abc import Mapping
 from typing import Final, Optional, Protocol
@@ -57,22 +57,21 @@ from typing import Final, Optional, Protocol
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge
 from prometheus_client.registry import Collector
 
+from . import _fork
 from .breaker import CircuitState, Transition
-from .call_metrics import (
-    DURATION_BUCKETS,
-    _CallCollector,
-    _CallMetrics,
-    _ClientCallMetrics,
-)
+from .call_metrics import DURATION_BUCKETS, OTHER_BUCKET, CallMetrics, call_metrics_for
 
 __all__ = [
+    "DEFAULT_MAX_BUCKETS",
     "DURATION_BUCKETS",
     "GAUGE_MULTIPROCESS_MODE",
     "NULL_METRICS",
+    "OTHER_BUCKET",
     "Metrics",
     "MetricsRegistrationError",
     "MetricsSink",
     "NullMetrics",
+    "StatefulCircuit",
     "is_valid_namespace",
     "metrics_for",
 ]
@@ -96,6 +95,10 @@ the gauge at 2; without that hook it behaves exactly like ``max``.
 """
 
 
+DEFAULT_MAX_BUCKETS: Final = 1000
+"""The bound on distinct ``bucket`` label values when none is given: the default of the
+``max_circuits`` setting, which install() passes."""
+
 # The rule prometheus-client applies to whole names (colons are legal, if unusual).
 _NAMESPACE = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*\Z")
 
@@ -109,8 +112,27 @@ def is_valid_namespace(namespace: str) -> bool:
     return namespace == "" or _NAMESPACE.match(namespace) is not None
 
 
+class StatefulCircuit(Protocol):
+    """What the metrics read from a circuit (a ``CircuitBreaker`` is one)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def state(self) -> CircuitState: ...
+
+
 class MetricsSink(Protocol):
-    """What the handlers call: satisfied by :class:`Metrics` and :class:`NullMetrics`."""
+    """What the handlers and circuits call: the seam every metrics backend implements.
+
+    Satisfied by :class:`Metrics` (prometheus-client) and :class:`NullMetrics`. A backend
+    must count each call once, never raise into the caller's call (the callers guard it
+    anyway), and take its labels only from the arguments given here.
+
+    ``circuit_added`` is given the new circuit itself when the caller has it: the state
+    gauge then shows the state of the newest circuit of that name (the one that judges
+    new calls), read from it, whatever older circuits of the same name report.
+    """
 
     def call_finished(
         self, service: str, operation: str, bucket: str, result: str, duration: Optional[float]
@@ -120,11 +142,15 @@ class MetricsSink(Protocol):
 
     def quota_exhausted(self, service: str, operation: str) -> None: ...
 
-    def circuit_added(self, circuit_name: str, state: CircuitState) -> None: ...
+    def circuit_added(
+        self, circuit_name: str, state: CircuitState, circuit: Optional[StatefulCircuit] = None
+    ) -> None: ...
 
     def transition(self, transition: Transition) -> None: ...
 
-    def circuit_removed(self, circuit_name: str) -> None: ...
+    def circuit_removed(
+        self, circuit_name: str, circuit: Optional[StatefulCircuit] = None
+    ) -> None: ...
 
 
 class Metrics:
@@ -143,11 +169,16 @@ class Metrics:
     lookup before its own locked increment; see :class:`_ClientCallMetrics` for why
     the caches need no lock.
 
-    Circuit methods are rare and take ``self._circuit_lock``, which makes "is this
-    transition newer than the last one seen?" and the gauge update one step.
+    Circuit methods are rare and take ``self._circuit_lock``, which makes "which state
+    does the gauge show now?" and the gauge update one step.
 
-    One live breaker per circuit name is assumed: :meth:`circuit_added` starts
-    the name's transition sequence over, as a new breaker's does.
+    The state gauge shows the state of the *owner* of a name: the circuit most recently
+    added under it. A re-``install()`` with new options makes new circuits under the old
+    names while calls admitted by the old ones are still running; those may still
+    change the old circuits' state (and are counted in the transitions family), but
+    the gauge shows the new circuit, read from it at every change. Without the circuit
+    object (``circuit=None``), the newest transition by ``seq`` wins, as one breaker's
+    notifications may arrive out of order.
     """
 
     def __init__(
@@ -156,6 +187,7 @@ class Metrics:
         namespace: str,
         *,
         environ: Optional[Mapping[str, str]] = None,
+        max_buckets: int = DEFAULT_MAX_BUCKETS,
     ) -> None:
         # The registry is used here and never stored: metrics_for's cache is keyed
         # weakly by it, and a reference from this value would keep the key alive.
@@ -166,8 +198,8 @@ class Metrics:
         )
         registered: list[Collector] = []
         try:
-            self._calls: _CallMetrics = (
-                _ClientCallMetrics(namespace) if self._multiprocess else _CallCollector(namespace)
+            self._calls: CallMetrics = call_metrics_for(
+                namespace, multiprocess=self._multiprocess, max_buckets=max_buckets
             )
             self._state = Gauge(
                 "circuit_breaker_state",
@@ -207,11 +239,16 @@ class Metrics:
             ):
                 registry.register(collector)
                 registered.append(collector)
-        except ValueError as exc:
-            # Leave the registry as we found it, so a later attempt (or another
-            # namespace) is not blocked by half of our families.
+        except BaseException as exc:
+            # All or nothing, whatever failed (a name clash, or a registry of the user's
+            # that raised once): leave the registry as we found it, so a later attempt
+            # (or another namespace) is not blocked by half of our families.
             for collector in reversed(registered):
-                registry.unregister(collector)
+                # It failed to register once; it may fail to unregister too.
+                with contextlib.suppress(Exception):
+                    registry.unregister(collector)
+            if not isinstance(exc, ValueError):
+                raise
             raise MetricsRegistrationError(
                 f"cannot register the botocore-resilience metrics with namespace {namespace!r}: "
                 f"{exc}. Another collector in this registry already uses one of these names; "
@@ -221,10 +258,12 @@ class Metrics:
         self._retry_children: dict[tuple[str, str, int], Counter] = {}
         self._quota_children: dict[tuple[str, str], Counter] = {}
 
-        self._circuit_lock = threading.Lock()
+        self._circuit_lock = _fork.new_lock()
+        self._owners: dict[str, weakref.ref[StatefulCircuit]] = {}
         self._last_seq: dict[str, int] = {}
         self._gauges: dict[str, Gauge] = {}
         self._transition_children: dict[str, dict[tuple[str, str], Counter]] = {}
+        _fork.at_fork_in_child(self._after_fork_in_child)
 
     # -- per call (hot path) ------------------------------------------------------------
 
@@ -258,17 +297,27 @@ class Metrics:
 
     # -- per circuit (rare) -------------------------------------------------------------
 
-    def circuit_added(self, circuit_name: str, state: CircuitState) -> None:
-        """Export a new breaker's state; its transitions will count their ``seq`` from 1."""
+    def circuit_added(
+        self, circuit_name: str, state: CircuitState, circuit: Optional[StatefulCircuit] = None
+    ) -> None:
+        """Export a new circuit's state. With ``circuit``, it owns the gauge from now on;
+        without it, its transitions will count their ``seq`` from 1."""
         with self._circuit_lock:
+            if circuit is None:
+                self._owners.pop(circuit_name, None)
+            else:
+                self._owners[circuit_name] = weakref.ref(circuit)
+                state = circuit.state
             self._last_seq[circuit_name] = 0
             self._gauge(circuit_name).set(state.gauge_value)
 
     def transition(self, transition: Transition) -> None:
-        """Count a state change, and show it on the gauge unless a newer one already is.
+        """Count a state change, and bring the gauge up to date.
 
         The breaker notifies outside its lock, so two threads may deliver its
-        transitions in either order; ``seq`` says which is newer.
+        transitions in either order. With an owner, the gauge is set to the owner's
+        state as it is now, which after the last delivery is its latest state; without
+        one, ``seq`` says which transition is newer.
         """
         name = transition.circuit_name
         with self._circuit_lock:
@@ -278,12 +327,19 @@ class Metrics:
             if child is None:
                 child = by_states[key] = self._transitions.labels(name, *key)
             child.inc()
-            if transition.seq > self._last_seq.get(name, 0):
+            ref = self._owners.get(name)
+            owner = ref() if ref is not None else None
+            if owner is not None:
+                self._gauge(name).set(owner.state.gauge_value)
+            elif transition.seq > self._last_seq.get(name, 0):
                 self._last_seq[name] = transition.seq
                 self._gauge(name).set(transition.to_state.gauge_value)
 
-    def circuit_removed(self, circuit_name: str) -> None:
+    def circuit_removed(self, circuit_name: str, circuit: Optional[StatefulCircuit] = None) -> None:
         """Drop an evicted circuit's state and transition series. Safe if never added.
+
+        A ``circuit`` that no longer owns its name (a newer circuit of the same name was
+        added since) removes nothing: the series are the newer one's.
 
         With ``PROMETHEUS_MULTIPROC_DIR`` set, prometheus-client cannot remove a
         series (the values live in per-process files and removal only warns), so
@@ -291,6 +347,11 @@ class Metrics:
         stay until the worker exits.
         """
         with self._circuit_lock:
+            ref = self._owners.get(circuit_name)
+            owner = ref() if ref is not None else None
+            if circuit is not None and owner is not None and owner is not circuit:
+                return
+            self._owners.pop(circuit_name, None)
             self._last_seq.pop(circuit_name, None)
             gauge = self._gauges.pop(circuit_name, None)
             by_states = self._transition_children.pop(circuit_name, {})
@@ -303,12 +364,54 @@ class Metrics:
             for from_state, to_state in by_states:
                 self._transitions.remove(circuit_name, from_state, to_state)
 
+    # -- bounds and processes -----------------------------------------------------------
+
+    @property
+    def max_buckets(self) -> int:
+        """Distinct ``bucket`` label values (besides ``""`` and :data:`OTHER_BUCKET`)."""
+        return self._calls.buckets.limit
+
+    def allow_buckets(self, max_buckets: int) -> None:
+        """Raise the bound on ``bucket`` label values to ``max_buckets`` if it is lower.
+
+        Installations sharing this object may ask for different bounds; the largest
+        wins (series already exported can never be taken back).
+        """
+        self._calls.buckets.raise_limit(max_buckets)
+
+    def _after_fork_in_child(self) -> None:
+        # Our own locks are fork-safe already (_fork.new_lock); these belong to the
+        # prometheus-client objects we own, held for a moment on every update. (In
+        # multiprocess mode prometheus-client keeps one module-wide value lock that we
+        # cannot reach: see docs/how-to/prometheus-multiprocess.md.)
+        for metric in (
+            *self._calls.collectors,
+            self._state,
+            self._transitions,
+            self._retries,
+            self._quota_exhausted,
+        ):
+            _reinit_prometheus_locks(metric)
+
     def _gauge(self, circuit_name: str) -> Gauge:
         # Called with self._circuit_lock held.
         gauge = self._gauges.get(circuit_name)
         if gauge is None:
             gauge = self._gauges[circuit_name] = self._state.labels(circuit_name)
         return gauge
+
+
+def _reinit_prometheus_locks(metric: object) -> None:
+    """Release the locks of a prometheus-client metric and of its children's values."""
+    _fork.reinit_lock(getattr(metric, "_lock", None))
+    children = getattr(metric, "_metrics", None)
+    if not isinstance(children, dict):
+        return
+    for child in list(children.values()):
+        _fork.reinit_lock(getattr(child, "_lock", None))
+        for value in list(vars(child).values()):
+            for one in value if isinstance(value, list) else (value,):
+                _fork.reinit_lock(getattr(one, "_lock", None))
 
 
 class NullMetrics:
@@ -325,13 +428,15 @@ class NullMetrics:
     def quota_exhausted(self, service: str, operation: str) -> None:
         pass
 
-    def circuit_added(self, circuit_name: str, state: CircuitState) -> None:
+    def circuit_added(
+        self, circuit_name: str, state: CircuitState, circuit: Optional[StatefulCircuit] = None
+    ) -> None:
         pass
 
     def transition(self, transition: Transition) -> None:
         pass
 
-    def circuit_removed(self, circuit_name: str) -> None:
+    def circuit_removed(self, circuit_name: str, circuit: Optional[StatefulCircuit] = None) -> None:
         pass
 
 
@@ -344,22 +449,35 @@ NULL_METRICS = NullMetrics()
 _cache: weakref.WeakKeyDictionary[CollectorRegistry, dict[str, Metrics]] = (
     weakref.WeakKeyDictionary()
 )
-_cache_lock = threading.Lock()
+_cache_lock = _fork.new_lock()
 
 
-def metrics_for(registry: Optional[CollectorRegistry], namespace: str) -> Metrics:
-    """The :class:`Metrics` of ``registry`` (``None``: prometheus-client's default
-    ``REGISTRY``) under ``namespace``, created on first use and shared afterwards.
+def metrics_for(
+    registry: Optional[CollectorRegistry],
+    namespace: str,
+    *,
+    max_buckets: int = DEFAULT_MAX_BUCKETS,
+) -> Metrics:
+    """The metrics factory: the :class:`Metrics` of ``registry`` (``None``:
+    prometheus-client's default ``REGISTRY``) under ``namespace``, created on first use
+    and shared afterwards.
 
     Installing twice on one registry, or two sessions sharing it, gets the same
-    object, so nothing is registered or counted twice.
+    object, so nothing is registered or counted twice. ``max_buckets`` (install()
+    passes the ``max_circuits`` setting) bounds the distinct ``bucket`` label values;
+    calls to further buckets are counted under ``bucket="__other__"``. Installations
+    sharing one object get the largest bound any of them asked for.
+
+    Registering is all or nothing: if the registry refuses any family, or raises,
+    none of ours stays registered and nothing is cached, so a later call tries again.
 
     Raises:
         ValueError: ``namespace`` cannot prefix a metric name (see
-            :func:`is_valid_namespace`).
+            :func:`is_valid_namespace`), or ``max_buckets`` < 1.
         MetricsRegistrationError: (a ``ValueError``) a collector that is not ours
             already uses one of the six names in ``registry``; nothing of ours is
             left registered.
+        Exception: whatever the registry raised; nothing of ours is left registered.
     """
     if not is_valid_namespace(namespace):
         raise ValueError(
@@ -374,8 +492,23 @@ def metrics_for(registry: Optional[CollectorRegistry], namespace: str) -> Metric
             by_namespace = _cache[registry] = {}
         metrics = by_namespace.get(namespace)
         if metrics is None:
-            metrics = by_namespace[namespace] = Metrics(registry, namespace)
+            metrics = by_namespace[namespace] = Metrics(
+                registry, namespace, max_buckets=max_buckets
+            )
+        else:
+            metrics.allow_buckets(max_buckets)
         return metrics
+
+
+def _reinit_registry_locks_in_child() -> None:
+    # A thread of the parent may have been scraping (prometheus-client's registry holds
+    # its lock while it copies its collectors); the child's first scrape would hang.
+    for registry in list(_cache.keys()):
+        _fork.reinit_lock(getattr(registry, "_lock", None))
+
+
+if hasattr(os, "register_at_fork"):  # after _fork's own handler: registered on import
+    os.register_at_fork(after_in_child=_reinit_registry_locks_in_child)
 
 
 def multiprocess_dir(environ: Mapping[str, str]) -> Optional[str]:

@@ -26,7 +26,7 @@ from botocore_resilience.breaker import (
     Permit,
     Transition,
 )
-from botocore_resilience.call_metrics import _CallCollector
+from botocore_resilience.call_metrics import InProcessCallMetrics
 from botocore_resilience.metrics import Metrics
 from botocore_resilience.testing import SLOW_DOWN, FakeClock, LocalS3
 
@@ -226,15 +226,15 @@ def test_widened_metrics_lose_no_count(monkeypatch: pytest.MonkeyPatch) -> None:
     """Threads racing to create the same label children still count every call once."""
     registry = CollectorRegistry()
     metrics = Metrics(registry, "botocore")
-    first_call = _CallCollector._first_call  # where a new label set's series are made
+    first_call = InProcessCallMetrics._first_call  # where a new label set's series are made
 
-    def slow_first_call(self: _CallCollector, *args: str) -> Any:
+    def slow_first_call(self: InProcessCallMetrics, *args: str) -> Any:
         time.sleep(0)
         series = first_call(self, *args)
         time.sleep(0)
         return series
 
-    monkeypatch.setattr(_CallCollector, "_first_call", slow_first_call)
+    monkeypatch.setattr(InProcessCallMetrics, "_first_call", slow_first_call)
     per_thread = 50
 
     def count(i: int) -> None:
