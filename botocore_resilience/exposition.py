@@ -13,7 +13,6 @@ worker holds the port answers for all of them.
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
 from collections.abc import Mapping
@@ -23,11 +22,10 @@ from typing import Optional
 from prometheus_client import REGISTRY, CollectorRegistry, start_http_server
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from .logs import logger  # never raises: a failing log handler must not fail install()
 from .metrics import multiprocess_dir
 
 __all__ = ["start_metrics_server", "stop_metrics_server"]
-
-logger = logging.getLogger("botocore_resilience")
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,11 @@ Lines carry circuit names, services, operations, buckets, object keys, attempt
 numbers and short reasons (error codes, statuses, exception class names). Never
 credentials, signatures, request or response bodies, or exception messages (which
 can echo any of those).
+
+Every module logs through :data:`logger`, which never raises: a logging handler of the
+application's that raises (instead of calling ``handleError``) must not fail an AWS
+call, nor ``install()``. Messages carry no ``botocore_resilience:`` prefix: the
+logger's name already says it, and formats that show the name would print it twice.
 """
 
 from __future__ import annotations
@@ -13,13 +18,48 @@ import logging
 import sys
 import threading
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from .breaker import CircuitState, Transition
 
 __all__ = ["Retry", "call_safely", "log_internal_error", "log_retry", "log_transition", "logger"]
 
-logger = logging.getLogger("botocore_resilience")
+if TYPE_CHECKING:
+    _Adapter = logging.LoggerAdapter[logging.Logger]
+else:  # not subscriptable at run time before Python 3.11
+    _Adapter = logging.LoggerAdapter
+
+
+class _NeverRaises(_Adapter):
+    """Our logger, wrapped so that no record can raise into the code that logs it.
+
+    Everything but logging itself (``handlers``, ``addHandler``, ``level``...) is the
+    wrapped logger's. Records keep the caller's ``extra`` and show the caller's
+    function and line, as the plain logger's would.
+    """
+
+    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
+        return msg, kwargs  # LoggerAdapter's own would replace the caller's ``extra``
+
+    def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
+        try:
+            if self.logger.isEnabledFor(level):
+                # One frame more than a plain logger call: this method.
+                kwargs["stacklevel"] = kwargs.get("stacklevel", 1) + 1
+                self.logger.log(level, msg, *args, **kwargs)
+        except Exception:
+            # A handler failed (or a message did not format): there is nowhere left to
+            # say so that could not fail the same way, and the caller must go on.
+            pass
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "logger":  # not set yet (copy, pickle): no endless recursion
+            raise AttributeError(name)
+        return getattr(self.logger, name)
+
+
+logger = _NeverRaises(logging.getLogger("botocore_resilience"), {})
+"""The ``botocore_resilience`` logger, for every module of the package: it never raises."""
 
 
 def log_transition(transition: Transition, recovery_timeout: float) -> None:
@@ -121,7 +161,7 @@ def log_internal_error(where: str) -> None:
             error.__suppress_context__ = True
         logger.log(
             logging.WARNING if first else logging.DEBUG,
-            "botocore_resilience: internal error in %s ignored; the AWS call is unaffected",
+            "internal error in %s ignored; the AWS call is unaffected",
             where,
             exc_info=True,
         )
