@@ -23,6 +23,10 @@ botocore waits in exactly two places when it retries:
 The retry *decisions* are untouched: the same attempts are made, in the same
 order, with the same quota accounting; only the waiting goes. Both patches are
 the same on botocore 1.31 and 1.43 (the code they replace has not changed).
+
+aiobotocore awaits its own coroutine versions of both waits; when it is installed,
+the same block takes those out too (see ``_aio_backoff``), so one switch serves
+sync and async test suites alike.
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+
+from . import _aio_backoff
 
 __all__ = ["SkippedBackoff", "no_backoff"]
 
@@ -122,6 +128,17 @@ def _patch() -> None:
     _originals["acquire"] = TokenBucket.acquire
     botocore.endpoint.time = _SleeplessTime(_originals["time"])  # type: ignore[assignment]
     TokenBucket.acquire = _acquire_without_waiting  # type: ignore[method-assign]
+    _aio_backoff.patch(_record_delay, _record_token_wait)
+
+
+def _record_delay(seconds: float) -> None:
+    for recorder in _active_recorders():
+        recorder._add_delay(seconds)
+
+
+def _record_token_wait() -> None:
+    for recorder in _active_recorders():
+        recorder._add_token_wait()
 
 
 def _unpatch() -> None:
@@ -134,11 +151,12 @@ def _unpatch() -> None:
     if TokenBucket.acquire is _acquire_without_waiting:
         TokenBucket.acquire = _originals["acquire"]  # type: ignore[method-assign]
     _originals.clear()
+    _aio_backoff.unpatch()
 
 
 @contextmanager
 def no_backoff() -> Iterator[SkippedBackoff]:
-    """Make botocore retry without waiting, in every thread, while the block runs.
+    """Make botocore (and aiobotocore) retry without waiting, in every thread, while the block runs.
 
     Yields a :class:`SkippedBackoff` that records the waits it skipped, so a test
     can assert that botocore *would* have backed off. Blocks nest and may

@@ -22,19 +22,41 @@ def make_session() -> Any:
     """A new ``boto3.Session`` with dummy credentials and region ``us-east-1``."""
     import boto3
     import botocore.session
-    from botocore.loaders import create_loader
 
     core = botocore.session.Session()
     with _loader_lock:
-        loader = _shared.get("loader")
-        if loader is None:
-            loader = _shared["loader"] = create_loader(core.get_config_variable("data_path"))
+        loader = _loader(core)
         core.register_component("data_loader", loader)
         session = boto3.Session(botocore_session=core, region_name=REGION, **DUMMY_CREDENTIALS)
-        # Every boto3.Session appends its data directory to the loader's search path.
-        search_paths = loader.search_paths
-        search_paths[:] = list(dict.fromkeys(search_paths))
+        _dedupe(loader)
     return session
+
+
+def _dedupe(loader: Any) -> None:
+    # Every boto3.Session appends its data directory to the loader's search path.
+    search_paths = loader.search_paths
+    search_paths[:] = list(dict.fromkeys(search_paths))
+
+
+def dedupe_search_paths(core: Any) -> None:
+    """Drop the duplicate search paths a new boto3-style session added to the shared loader."""
+    with _loader_lock:
+        _dedupe(core.get_component("data_loader"))
+
+
+def _loader(core: Any) -> Any:
+    from botocore.loaders import create_loader
+
+    loader = _shared.get("loader")
+    if loader is None:
+        loader = _shared["loader"] = create_loader(core.get_config_variable("data_path"))
+    return loader
+
+
+def shared_loader(core: Any) -> Any:
+    """The botocore model loader every session made here shares (made on first use)."""
+    with _loader_lock:
+        return _loader(core)
 
 
 def make_client(

@@ -255,6 +255,34 @@ class LocalS3:
         """
         return make_client(self.endpoint_url, session=session, config=config, **kwargs)
 
+    def aio_session(self) -> Any:
+        """A new ``aiobotocore.session.AioSession`` (dummy credentials, ``us-east-1``).
+
+        Needs aiobotocore (extra ``aio``). :meth:`aioboto3_session` is the aioboto3 one.
+        """
+        from ._aio_clients import make_aio_session
+
+        return make_aio_session()
+
+    def aioboto3_session(self) -> Any:
+        """A new ``aioboto3.Session`` (dummy credentials, ``us-east-1``); needs aioboto3."""
+        from ._aio_clients import make_aioboto3_session
+
+        return make_aioboto3_session()
+
+    def aio_client(self, *, session: Any = None, config: Any = None, **kwargs: Any) -> Any:
+        """An aiobotocore S3 client for this server, as an async context manager.
+
+        Like :meth:`client`; ``session`` is an ``AioSession`` or an ``aioboto3.Session``
+        (default: a new :meth:`aio_session`)::
+
+            async with s3.aio_client(session=session) as client:
+                await client.head_bucket(Bucket=bucket)
+        """
+        from ._aio_clients import make_aio_client
+
+        return make_aio_client(self.endpoint_url, session=session, config=config, **kwargs)
+
     def create_bucket(self, name: Optional[str] = None) -> str:
         """Create a bucket (a fresh unique name by default) and return its name.
 
