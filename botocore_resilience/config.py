@@ -31,6 +31,9 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Literal, NamedTuple, Optional, Union, get_args
 
 from .errors import ConfigurationError
+from .store.url import ACCEPTED as STATE_URL_ACCEPTED
+from .store.url import InvalidStateUrl, StateUrl, redact_url
+from .store.url import parse_state_url as parse_url
 
 __all__ = [
     "ENV_PREFIX",
@@ -81,9 +84,11 @@ _NUMERIC_LABEL = re.compile(r"(?:[0-9]+|0[xX][0-9A-Fa-f]*)\Z")
 class InvalidValue(ValueError):
     """Raised by a setting's parser; ``accepted`` says what the setting accepts, in words."""
 
-    def __init__(self, accepted: str) -> None:
+    def __init__(self, accepted: str, *, shown: Optional[str] = None) -> None:
         super().__init__(accepted)
         self.accepted = accepted
+        self.shown = shown
+        """The value as the error may show it, when not as given (a URL without its password)."""
 
 
 # -- parsers: each takes a str (from the environment) or a Python value (from a keyword) --
@@ -207,6 +212,18 @@ def parse_namespace(value: object) -> str:
     raise InvalidValue("a Prometheus metric name prefix matching [a-zA-Z_:][a-zA-Z0-9_:]*")
 
 
+def parse_state_url(value: object) -> Optional[StateUrl]:
+    if value is None or isinstance(value, StateUrl):
+        return value
+    if not isinstance(value, str):
+        raise InvalidValue(STATE_URL_ACCEPTED)
+    try:
+        return parse_url(value)
+    except InvalidStateUrl as invalid:
+        shown = redact_url(value)
+        raise InvalidValue(str(invalid), shown=shown if shown != value else None) from None
+
+
 def _setting(default: Any, parse: Callable[[object], Any], help: str) -> Any:
     """A field of :class:`Settings`: its default, its parser and one line of help."""
     return field(default=default, metadata={"parse": parse, "help": help})
@@ -253,6 +270,14 @@ class Settings:
         None, parse_port, "serve /metrics on this port (unset: no server)"
     )
     metrics_addr: str = _setting("0.0.0.0", parse_address, "address the /metrics server binds to")
+    state_url: Optional[StateUrl] = _setting(  # noqa: RUF009 (returns a dataclasses.field)
+        None,
+        parse_state_url,
+        "share circuits with the fleet through this Redis (unset: each process alone)",
+    )
+    state_timeout: float = _setting(
+        0.05, parse_seconds, "most seconds one state store operation may add to a call"
+    )
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
     """Where each value came from: ``"default"``, ``"environment"`` or ``"keyword"``."""
 
@@ -284,8 +309,9 @@ class Settings:
             try:
                 values[setting.option] = setting.parse(raw)
             except InvalidValue as invalid:
+                shown = raw if invalid.shown is None else invalid.shown
                 raise ConfigurationError(
-                    variable=where, value=raw, accepted=invalid.accepted
+                    variable=where, value=shown, accepted=invalid.accepted
                 ) from None
             sources[setting.option] = source
         return cls(**values, sources=sources)

@@ -1,0 +1,448 @@
+"""The Redis state store: one Lua script, one pub/sub channel, one background thread.
+
+Everything that changes a circuit runs as one ``EVAL`` of ``script.lua`` on the
+server, atomically, on the server's clock, so no two processes ever read-modify-write
+the same circuit at once and ``recovery_timeout`` is measured on one clock for the
+whole fleet. ``EVAL`` (not ``EVALSHA``) keeps every operation at exactly one round
+trip, even just after the server restarted and forgot its script cache: that is what
+lets ``state_timeout`` bound the wait.
+
+Failure handling, which is the point of this module:
+
+- Each operation is bounded by ``state_timeout`` (connect and read), and redis-py's
+  own retries are switched off, so one operation never waits longer than that.
+- The first failure marks the store *down*: one WARNING, ``N_state_store_up`` 0, and
+  every later operation fails at once with :class:`StoreUnavailable` (no waiting at
+  all) while the background thread pings the server with a growing pause.
+- When it answers, the thread re-subscribes and tells every watched circuit to
+  re-read its fleet state (*rejoin*); INFO, ``N_state_store_up`` 1.
+
+The thread also carries the subscription that brings every published change to the
+circuits of this process. It starts on first use and again, lazily, in a forked child.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import logging
+import os
+import threading
+import weakref
+from collections import deque
+from importlib import resources
+from typing import Any, Callable, Optional
+
+from .base import FleetState, StoreUnavailable, StoreWatcher
+from .keys import CHANNEL, STATE_PATTERN, circuit_of, probes_key, state_key
+from .url import StateUrl
+
+__all__ = ["RedisStateStore", "error_kind"]
+
+logger = logging.getLogger("botocore_resilience")
+
+SCRIPT = resources.files(__package__).joinpath("script.lua").read_text(encoding="utf-8")
+
+_FIRST_PAUSE = 0.05  # seconds between reconnection attempts, doubling up to _MAX_PAUSE
+_MAX_PAUSE = 1.0
+_POLL = 0.25  # how long the thread blocks on the subscription before checking its flags
+
+
+def error_kind(error: BaseException) -> str:
+    """The ``error`` label for a failed store operation: one of ``ERROR_KINDS``."""
+    import socket
+
+    from redis import exceptions
+
+    if isinstance(error, (exceptions.TimeoutError, socket.timeout, TimeoutError)):
+        return "timeout"
+    if isinstance(error, (exceptions.ConnectionError, ConnectionError, OSError)):
+        return "connection"
+    if isinstance(error, exceptions.ResponseError):
+        return "response"
+    name = type(error).__name__
+    if "Cluster" in name or "Slot" in name:  # ClusterDownError, SlotNotCoveredError, ...
+        return "connection"
+    return "other"
+
+
+def _client_options(timeout: float) -> dict[str, Any]:
+    import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    options: dict[str, Any] = {
+        "socket_timeout": timeout,
+        "socket_connect_timeout": timeout,
+        # redis-py >= 6 retries 3 times by default: each retry would add a full timeout.
+        "retry": Retry(NoBackoff(), 0),
+        "retry_on_timeout": False,
+    }
+    accepted = inspect.signature(redis.Redis.__init__).parameters
+    # CLIENT SETINFO costs two more round trips on every new connection.
+    for name in ("lib_name", "lib_version"):
+        if name in accepted:
+            options[name] = None
+    return options
+
+
+class _Subscription:
+    """One circuit's watchers, held weakly so that an evicted circuit can go."""
+
+    __slots__ = ("rejoins", "watchers")
+
+    def __init__(self) -> None:
+        self.watchers: list[Any] = []
+        self.rejoins: list[Any] = []
+
+
+def _weak(callback: Callable[..., None]) -> Any:
+    if inspect.ismethod(callback):
+        return weakref.WeakMethod(callback)
+    return lambda: callback
+
+
+class RedisStateStore:
+    """A :class:`~botocore_resilience.store.base.StateStore` on Redis, Valkey, ElastiCache
+    or MemoryDB (``?cluster=true`` for cluster mode).
+
+    Args:
+        url: the parsed ``state_url``.
+        timeout: ``state_timeout``, seconds.
+        on_up: told ``True``/``False`` whenever the store comes up or goes down.
+        on_error: told the kind of every failed operation.
+    """
+
+    def __init__(
+        self,
+        url: StateUrl,
+        timeout: float,
+        *,
+        on_up: Callable[[bool], None] = lambda up: None,
+        on_error: Callable[[str], None] = lambda kind: None,
+    ) -> None:
+        self._url = url
+        self._timeout = timeout
+        self._on_up = on_up
+        self._on_error = on_error
+        self._client: Any = None
+        self._lock = threading.Lock()
+        self._subscriptions: dict[str, _Subscription] = {}
+        self._up = True
+        self._closed = False
+        self._thread: Optional[threading.Thread] = None
+        self._pid = os.getpid()
+        self._wake = threading.Event()
+        self._releases: deque[tuple[str, str]] = deque()
+        _stores.add(self)
+        self._on_up(True)
+
+    # -- the operations ----------------------------------------------------------------
+
+    @property
+    def available(self) -> bool:
+        return self._up and not self._closed
+
+    @property
+    def url(self) -> StateUrl:
+        """The URL, redacted when shown."""
+        return self._url
+
+    def load(self, circuit: str) -> FleetState:
+        return self._run(circuit, "load")
+
+    def fail(
+        self, circuit: str, seq: int, threshold: int, period: float, jitter: float, cause: str
+    ) -> FleetState:
+        return self._run(circuit, "fail", seq, threshold, _ms(period), _fraction(jitter), cause)
+
+    def succeed(self, circuit: str, seq: int) -> FleetState:
+        return self._run(circuit, "succeed", seq)
+
+    def probe(self, circuit: str, max_calls: int, lease: float, token: str) -> FleetState:
+        return self._run(circuit, "probe", max_calls, _ms(lease), token)
+
+    def finish(
+        self,
+        circuit: str,
+        seq: int,
+        token: str,
+        failed: bool,
+        success_threshold: int,
+        period: float,
+        period_max: float,
+        jitter: float,
+        cause: str,
+    ) -> FleetState:
+        return self._run(
+            circuit,
+            "finish",
+            seq,
+            token,
+            "failure" if failed else "success",
+            success_threshold,
+            _ms(period),
+            _ms(max(period, period_max)),
+            _fraction(jitter),
+            cause,
+        )
+
+    def lease(self, circuit: str, token: str, seconds: float) -> FleetState:
+        return self._run(circuit, "lease", token, _ms(seconds))
+
+    def release_later(self, circuit: str, token: str) -> None:
+        """Free a probe slot whose call ended unheard, from the background thread: this is
+        called from finalisers, which may run in any thread, even inside a lock."""
+        self._releases.append((circuit, token))
+        self._wake.set()
+
+    def _release_pending(self) -> None:
+        while self._releases and self._up:
+            try:
+                circuit, token = self._releases.popleft()
+            except IndexError:
+                return
+            try:
+                self._run(circuit, "release", token)
+            except StoreUnavailable:
+                return  # the lease frees it in the store
+
+    def force(self, circuit: str, state: str, cause: str) -> FleetState:
+        if state not in ("open", "closed"):
+            raise ValueError(f"state must be 'open' or 'closed', not {state!r}")
+        return self._run(circuit, "force", state, cause)
+
+    def circuits(self) -> list[FleetState]:
+        client = self._connected_client()
+        names = set()
+        try:
+            for key in client.scan_iter(match=STATE_PATTERN, count=500):
+                name = circuit_of(key.decode() if isinstance(key, bytes) else str(key))
+                if name is not None:
+                    names.add(name)
+        except Exception as error:
+            self._failed(error)
+            raise StoreUnavailable(error_kind(error)) from None
+        return [self.load(name) for name in sorted(names)]
+
+    def _run(self, circuit: str, op: str, *args: object) -> FleetState:
+        if not self._up or self._closed:
+            raise StoreUnavailable("down")
+        self._ensure_thread()
+        try:
+            client = self._connected_client()
+            reply = client.eval(
+                SCRIPT, 2, state_key(circuit), probes_key(circuit), op, CHANNEL, circuit, *args
+            )
+            return FleetState.from_json(reply)
+        except StoreUnavailable:
+            raise
+        except Exception as error:
+            self._failed(error)
+            raise StoreUnavailable(error_kind(error)) from None
+
+    def _connected_client(self) -> Any:
+        client = self._client
+        if client is None:
+            with self._lock:
+                client = self._client
+                if client is None:
+                    # Built here, not in __init__: a cluster client reads the slot map when
+                    # it is made, and install() must never wait for the store.
+                    client = self._client = self._make_client()
+        return client
+
+    def _make_client(self) -> Any:
+        options = _client_options(self._timeout)
+        try:
+            if self._url.cluster:
+                from redis.cluster import RedisCluster
+
+                options["cluster_error_retry_attempts"] = 0
+                return RedisCluster.from_url(self._url.unredacted(), **options)
+            import redis
+
+            return redis.Redis.from_url(self._url.unredacted(), **options)
+        except Exception as error:
+            # redis-py may quote the URL it was given: keep only the kind.
+            self._failed(error)
+            raise StoreUnavailable(error_kind(error)) from None
+
+    # -- going down and coming back ----------------------------------------------------
+
+    def _failed(self, error: BaseException) -> None:
+        kind = error_kind(error)
+        _safely(self._on_error, kind)
+        with self._lock:
+            was_up, self._up = self._up, False
+        if was_up:
+            _safely(self._on_up, False)
+            # The kind and the redacted URL only: redis-py's messages may quote the
+            # address and, for some errors, what was sent.
+            logger.warning(
+                "botocore_resilience: state store %s unavailable (%s); circuits are judged "
+                "by this process alone until it answers again",
+                self._url,
+                kind,
+            )
+        self._wake.set()
+
+    def _came_back(self) -> None:
+        with self._lock:
+            was_up, self._up = self._up, True
+        if not was_up:
+            _safely(self._on_up, True)
+            logger.info("botocore_resilience: state store %s answers again; rejoining", self._url)
+
+    # -- watching ------------------------------------------------------------------------
+
+    def watch(self, circuit: str, watcher: StoreWatcher, on_rejoin: Callable[[], None]) -> None:
+        with self._lock:
+            subscription = self._subscriptions.get(circuit)
+            if subscription is None:
+                subscription = self._subscriptions[circuit] = _Subscription()
+            subscription.watchers.append(_weak(watcher))
+            subscription.rejoins.append(_weak(on_rejoin))
+        self._ensure_thread()
+
+    def _dispatch(self, state: FleetState) -> None:
+        subscription = self._subscriptions.get(state.circuit)
+        if subscription is None:
+            return
+        for ref in list(subscription.watchers):
+            watcher = ref()
+            if watcher is None:
+                self._drop(state.circuit, ref)
+            else:
+                _safely(watcher, state)
+
+    def _drop(self, circuit: str, ref: Any) -> None:
+        with self._lock:
+            subscription = self._subscriptions.get(circuit)
+            if subscription is None:
+                return
+            index = subscription.watchers.index(ref) if ref in subscription.watchers else -1
+            if index >= 0:
+                del subscription.watchers[index]
+                del subscription.rejoins[index]
+            if not subscription.watchers:
+                del self._subscriptions[circuit]
+
+    def _rejoin_all(self) -> None:
+        with self._lock:
+            rejoins = [ref for sub in self._subscriptions.values() for ref in sub.rejoins]
+        for ref in rejoins:
+            callback = ref()
+            if callback is not None:
+                _safely(callback)
+
+    # -- the background thread -----------------------------------------------------------
+
+    def _ensure_thread(self) -> None:
+        if self._pid != os.getpid():
+            self._after_fork()
+        if self._thread is None and not self._closed:
+            with self._lock:
+                if self._thread is None:
+                    self._thread = threading.Thread(
+                        target=self._serve, name="botocore-resilience-store", daemon=True
+                    )
+                    self._thread.start()
+
+    def _after_fork(self) -> None:
+        # The parent's thread does not exist here, and its lock may have been held by it.
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._thread = None
+        self._pid = os.getpid()
+
+    def _serve(self) -> None:
+        pid = os.getpid()
+        pubsub: Any = None
+        pause = _FIRST_PAUSE
+        while not self._closed and self._pid == pid:
+            if pubsub is None or not self._up:
+                pubsub = _close_quietly(pubsub)
+                try:
+                    client = self._connected_client()
+                    if not self._up:
+                        client.ping()
+                    pubsub = client.pubsub(ignore_subscribe_messages=True)
+                    pubsub.subscribe(CHANNEL)
+                except Exception as error:
+                    pubsub = _close_quietly(pubsub)
+                    if self._up:
+                        self._failed(error)
+                    self._wake.wait(pause)
+                    self._wake.clear()
+                    pause = min(pause * 2, _MAX_PAUSE)
+                    continue
+                pause = _FIRST_PAUSE
+                self._came_back()
+                # Anything published before the subscription was made is read again.
+                self._rejoin_all()
+            self._release_pending()
+            try:
+                message = pubsub.get_message(timeout=_POLL)
+            except Exception as error:
+                pubsub = _close_quietly(pubsub)
+                self._failed(error)
+                continue
+            if message is not None and message.get("type") == "message":
+                try:
+                    state = FleetState.from_json(message["data"])
+                except Exception:
+                    logger.debug("botocore_resilience: ignoring a malformed store message")
+                    continue
+                self._dispatch(state)
+        _close_quietly(pubsub)
+
+    def close(self) -> None:
+        """Stop the thread and drop the connections."""
+        self._closed = True
+        self._wake.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=2 * _POLL + self._timeout)
+        client, self._client = self._client, None
+        if client is not None:
+            with contextlib.suppress(Exception):
+                client.close()
+
+    def __repr__(self) -> str:
+        return f"RedisStateStore({str(self._url)!r}, up={self._up})"
+
+
+def _ms(seconds: float) -> int:
+    return max(1, round(seconds * 1000))
+
+
+def _fraction(value: float) -> str:
+    return f"{min(max(value, 0.0), 0.1):.6f}"
+
+
+def _safely(callback: Callable[..., None], *args: Any) -> None:
+    try:
+        callback(*args)
+    except Exception:
+        logger.warning("botocore_resilience: state store callback failed", exc_info=True)
+
+
+def _close_quietly(pubsub: Any) -> Any:
+    """Close ``pubsub`` if there is one, ignoring errors; always ``None``."""
+    if pubsub is not None:
+        with contextlib.suppress(Exception):
+            pubsub.close()
+    return None
+
+
+_stores: weakref.WeakSet[RedisStateStore] = weakref.WeakSet()
+
+
+def _reinit_after_fork() -> None:
+    for store in list(_stores):
+        store._after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reinit_after_fork)
