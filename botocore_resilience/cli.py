@@ -8,7 +8,14 @@
 ``config`` reads the environment exactly as ``install()`` does and prints every
 setting with its value and where the value came from; a bad value is reported on
 stderr with exit status 2, the status ``install()`` callers would see as a
-``ConfigurationError``. ``demo`` runs :mod:`botocore_resilience.demo`.
+``ConfigurationError``, and a ``BOTOCORE_RESILIENCE_*`` variable that is no setting
+(a typo) is warned about on stderr, as ``install()`` logs it. ``demo`` runs
+:mod:`botocore_resilience.demo`.
+
+Each command is one ``_add_*`` function that adds its subparser and sets ``run`` to
+the function that carries it out; flags take their values through the settings'
+own parsers (:mod:`botocore_resilience.config`), so ``--metrics-port`` accepts
+exactly what ``BOTOCORE_RESILIENCE_METRICS_PORT`` does.
 """
 
 from __future__ import annotations
@@ -18,15 +25,26 @@ import json
 import os
 import sys
 from collections.abc import Mapping, Sequence
-from typing import Any, Optional, TextIO
+from typing import Any, Callable, Optional, TextIO, TypeVar
 
 from . import __version__
-from .config import SETTINGS, Settings
+from .config import (
+    SETTINGS,
+    InvalidValue,
+    Settings,
+    parse_address,
+    parse_count,
+    parse_port,
+    parse_positive,
+    unknown_variable_warnings,
+)
 from .errors import ConfigurationError
 
 __all__ = ["main"]
 
 PROG = "python -m botocore_resilience"
+
+_T = TypeVar("_T")
 
 
 def main(
@@ -52,8 +70,128 @@ def main(
     stdout = sys.stdout if stdout is None else stdout
     stderr = sys.stderr if stderr is None else stderr
     args = _parser().parse_args(argv)
-    if args.command == "config":
-        return _config(args, environ, stdout, stderr)
+    status: int = args.run(args, environ, stdout, stderr)
+    return status
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="botocore-resilience: adaptive retries, circuit breakers and metrics "
+        "for boto3.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add_config(commands)
+    _add_demo(commands)
+    return parser
+
+
+# -- config ---------------------------------------------------------------------------------
+
+
+def _add_config(commands: Any) -> None:
+    config = commands.add_parser(
+        "config",
+        help="print the effective settings and where each came from",
+        description="Print every setting as install() would read it now: option, environment "
+        "variable, value, and source (default, environment or keyword). Exit status 2 if a "
+        "value is invalid; a warning on stderr for a BOTOCORE_RESILIENCE_* variable that is "
+        "no setting.",
+    )
+    config.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    config.add_argument(
+        "--set",
+        dest="overrides",
+        metavar="OPTION=VALUE",
+        action="append",
+        type=_override,
+        default=[],
+        help="a keyword override, as install(OPTION=VALUE) would get it (repeatable)",
+    )
+    config.set_defaults(run=_config)
+
+
+def _config(
+    args: argparse.Namespace, environ: Mapping[str, str], stdout: TextIO, stderr: TextIO
+) -> int:
+    try:
+        settings = Settings.from_env(environ, **dict(args.overrides))
+    except ConfigurationError as error:
+        print(f"{PROG} config: error: {error}", file=stderr)
+        return 2
+    for warning in unknown_variable_warnings(environ):
+        print(f"{PROG} config: warning: {warning}", file=stderr)
+    if args.json:
+        json.dump(_as_json(settings), stdout, indent=2)
+        stdout.write("\n")
+    else:
+        stdout.write(format_settings(settings))
+    return 0
+
+
+# -- demo -----------------------------------------------------------------------------------
+
+
+def _add_demo(commands: Any) -> None:
+    demo = commands.add_parser(
+        "demo",
+        help="watch a local S3 go down and come back, with the circuit opening and closing",
+        description="Start a local S3 (moto), install the plugin, drive a steady workload "
+        "through healthy -> 503 SlowDown storm -> connection refused -> recovery, and print "
+        "what happened. Needs the demo extra: pip install 'botocore-resilience[demo]'.",
+    )
+    demo.add_argument(
+        "--fast", action="store_true", help="half the phase lengths (same as --duration-scale 0.5)"
+    )
+    demo.add_argument(
+        "--duration-scale",
+        type=_argument(parse_positive),
+        metavar="X",
+        help="multiply phase lengths and the recovery timeout by X (default 1)",
+    )
+    demo.add_argument(
+        "--workers", type=_argument(parse_count), default=4, metavar="N", help="threads (default 4)"
+    )
+    demo.add_argument(
+        "--rate",
+        type=_argument(parse_positive),
+        default=5.0,
+        metavar="R",
+        help="calls per second per thread (default 5)",
+    )
+    demo.add_argument(
+        "--retry-mode",
+        choices=("standard", "adaptive"),
+        default="standard",
+        help="botocore retry mode of the demo's client (default standard; adaptive rate-limits "
+        "the client after SlowDown, which makes the outage much longer to watch)",
+    )
+    demo.add_argument(
+        "--metrics-port",
+        type=_argument(parse_port),
+        metavar="PORT",
+        help="serve /metrics on this port while the demo runs",
+    )
+    demo.add_argument(
+        "--metrics-addr",
+        type=_argument(parse_address),
+        default="127.0.0.1",
+        metavar="ADDR",
+        help="address for --metrics-port (default 127.0.0.1)",
+    )
+    demo.add_argument(
+        "--color",
+        choices=("auto", "always", "never"),
+        default="auto",
+        help="colours: auto (on a terminal, unless NO_COLOR is set), always or never",
+    )
+    demo.set_defaults(run=_demo)
+
+
+def _demo(
+    args: argparse.Namespace, environ: Mapping[str, str], stdout: TextIO, stderr: TextIO
+) -> int:
     from .demo import DemoOptions, run  # imports boto3; moto only when the demo starts
 
     options = DemoOptions(
@@ -68,104 +206,7 @@ def main(
     return run(options, stdout=stdout, stderr=stderr, environ=environ)
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=PROG,
-        description="botocore-resilience: adaptive retries, circuit breakers and metrics "
-        "for boto3.",
-    )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-
-    config = commands.add_parser(
-        "config",
-        help="print the effective settings and where each came from",
-        description="Print every setting as install() would read it now: option, environment "
-        "variable, value, and source (default, environment or keyword). Exit status 2 if a "
-        "value is invalid.",
-    )
-    config.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    config.add_argument(
-        "--set",
-        dest="overrides",
-        metavar="OPTION=VALUE",
-        action="append",
-        type=_override,
-        default=[],
-        help="a keyword override, as install(OPTION=VALUE) would get it (repeatable)",
-    )
-
-    demo = commands.add_parser(
-        "demo",
-        help="watch a local S3 go down and come back, with the circuit opening and closing",
-        description="Start a local S3 (moto), install the plugin, drive a steady workload "
-        "through healthy -> 503 SlowDown storm -> connection refused -> recovery, and print "
-        "what happened. Needs the demo extra: pip install 'botocore-resilience[demo]'.",
-    )
-    demo.add_argument(
-        "--fast", action="store_true", help="half the phase lengths (same as --duration-scale 0.5)"
-    )
-    demo.add_argument(
-        "--duration-scale",
-        type=_positive_float,
-        metavar="X",
-        help="multiply phase lengths and the recovery timeout by X (default 1)",
-    )
-    demo.add_argument(
-        "--workers", type=_positive_int, default=4, metavar="N", help="threads (default 4)"
-    )
-    demo.add_argument(
-        "--rate",
-        type=_positive_float,
-        default=5.0,
-        metavar="R",
-        help="calls per second per thread (default 5)",
-    )
-    demo.add_argument(
-        "--retry-mode",
-        choices=("standard", "adaptive"),
-        default="standard",
-        help="botocore retry mode of the demo's client (default standard; adaptive rate-limits "
-        "the client after SlowDown, which makes the outage much longer to watch)",
-    )
-    demo.add_argument(
-        "--metrics-port",
-        type=_port,
-        metavar="PORT",
-        help="serve /metrics on this port while the demo runs",
-    )
-    demo.add_argument(
-        "--metrics-addr",
-        default="127.0.0.1",
-        metavar="ADDR",
-        help="address for --metrics-port (default 127.0.0.1)",
-    )
-    demo.add_argument(
-        "--color",
-        choices=("auto", "always", "never"),
-        default="auto",
-        help="colours: auto (on a terminal, unless NO_COLOR is set), always or never",
-    )
-    return parser
-
-
-# -- config ---------------------------------------------------------------------------------
-
-
-def _config(
-    args: argparse.Namespace, environ: Mapping[str, str], stdout: TextIO, stderr: TextIO
-) -> int:
-    try:
-        settings = Settings.from_env(environ, **dict(args.overrides))
-    except ConfigurationError as error:
-        print(f"{PROG} config: error: {error}", file=stderr)
-        return 2
-    if args.json:
-        json.dump(_as_json(settings), stdout, indent=2)
-        stdout.write("\n")
-    else:
-        stdout.write(format_settings(settings))
-    return 0
+# -- output ---------------------------------------------------------------------------------
 
 
 def format_settings(settings: Settings) -> str:
@@ -211,35 +252,21 @@ def _as_json(settings: Settings) -> dict[str, dict[str, Any]]:
 # -- argument types -------------------------------------------------------------------------
 
 
+def _argument(parse: Callable[[object], _T]) -> Callable[[str], _T]:
+    """An argparse ``type=`` from a setting's parser: the same values, the same words."""
+
+    def convert(text: str) -> _T:
+        try:
+            return parse(text)
+        except InvalidValue as invalid:
+            raise argparse.ArgumentTypeError(f"expected {invalid.accepted}, got {text!r}") from None
+
+    convert.__name__ = parse.__name__  # argparse names the type in some messages
+    return convert
+
+
 def _override(text: str) -> tuple[str, str]:
     option, equals, value = text.partition("=")
     if not equals or not option.strip():
         raise argparse.ArgumentTypeError(f"expected OPTION=VALUE, got {text!r}")
     return option.strip(), value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
-    return value
-
-
-def _port(text: str) -> int:
-    value = _positive_int(text)
-    if value > 65535:
-        raise argparse.ArgumentTypeError(f"expected a TCP port (1-65535), got {text!r}")
-    return value

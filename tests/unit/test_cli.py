@@ -136,6 +136,59 @@ def test_usage_errors_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]
     assert "usage:" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("as_json", [[], ["--json"]])
+def test_config_warns_about_misspelt_variables_on_stderr(as_json: list[str]) -> None:
+    environ = {
+        ENV_PREFIX + "FAILURE_TRESHOLD": "3",
+        "BOTOCORE_RESILIANCE_SCOPE": "bucket",
+        ENV_PREFIX + "SCOPE": "operation",
+    }
+    code, out, err = run_cli("config", *as_json, environ=environ)
+    assert code == 0  # a typo in a name cannot fail install() either: it only warns
+    assert err.splitlines() == [
+        "python -m botocore_resilience config: warning: ignoring unknown setting "
+        "BOTOCORE_RESILIANCE_SCOPE (did you mean BOTOCORE_RESILIENCE_SCOPE?)",
+        "python -m botocore_resilience config: warning: ignoring unknown setting "
+        "BOTOCORE_RESILIENCE_FAILURE_TRESHOLD "
+        "(did you mean BOTOCORE_RESILIENCE_FAILURE_THRESHOLD?)",
+    ]
+    assert "TRESHOLD" not in out  # stdout stays the table (or JSON) alone
+    if as_json:
+        assert json.loads(out)["scope"]["value"] == "operation"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--workers", "\uff15"],  # the same rule as every count: ASCII digits
+        ["--workers", "1_000"],
+        ["--workers", "0"],
+        ["--rate", "\u0663"],
+        ["--rate", "nan"],
+        ["--duration-scale", "1e400"],
+        ["--metrics-port", "65536"],
+        ["--metrics-port", "8_000"],
+        ["--metrics-addr", "0x0"],  # as BOTOCORE_RESILIENCE_METRICS_ADDR refuses it
+        ["--metrics-addr", "127.1"],
+    ],
+)
+def test_demo_flags_follow_the_settings_rules(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["demo", *argv], environ={})
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {argv[0]}: expected " in err, err
+
+
+def test_every_command_says_how_to_run_it() -> None:
+    parser = cli._parser()
+    (commands,) = [a for a in parser._actions if a.dest == "command"]
+    for name, subparser in commands.choices.items():  # type: ignore[union-attr]
+        assert callable(subparser.get_default("run")), name
+
+
 @pytest.mark.parametrize(
     ("value", "text"),
     [(True, "true"), (False, "false"), (None, "(unset)"), ("", '""'), (60.0, "60"), (2.5, "2.5")],
