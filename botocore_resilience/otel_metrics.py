@@ -7,7 +7,7 @@ equal the Prometheus samples for the same calls. ``N`` is ``metrics_namespace``:
 
 * ``N.operations``: counter, unit ``{call}``; service, operation, bucket, result
 * ``N.operation.duration``: histogram, unit ``s``; service, operation, bucket
-* ``N.circuit_breaker.state``: observable gauge, unit ``1``; circuit_name
+* ``N.circuit_breaker.state``: observable gauge, unit ``{state}``; circuit_name
 * ``N.circuit_breaker.transitions``: observable counter, unit ``{transition}``;
   circuit_name, from_state, to_state
 * ``N.retry.attempts``: counter, unit ``{retry}``; service, operation, attempt
@@ -120,7 +120,7 @@ class OtelMetrics:
         meter.create_observable_gauge(
             _name(namespace, "circuit_breaker.state"),
             callbacks=[self._observe_states],
-            unit="1",
+            unit="{state}",
             description="Circuit breaker state: 0 closed, 1 half-open, 2 open.",
         )
         meter.create_observable_counter(
