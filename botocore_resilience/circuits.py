@@ -32,13 +32,14 @@ already clear, so anything used since the sweep last passed gets another round.
 
 from __future__ import annotations
 
+import weakref
 from typing import Callable, Optional
 
 from . import _fork
 from .breaker import BreakerPolicy, CircuitBreaker, CircuitState, Observer, Transition
 from .clock import Clock
 
-__all__ = ["DEFAULT_MAX_CIRCUITS", "Circuits"]
+__all__ = ["DEFAULT_MAX_CIRCUITS", "Circuits", "is_registered"]
 
 _GLOBAL = "global"  # region of clients that have none
 
@@ -50,6 +51,23 @@ DEFAULT_MAX_CIRCUITS = 1000
 _RESWEEP_AFTER = 1.0
 
 Key = tuple[str, str, str]  # (service, region, operation or bucket or "")
+
+# breaker -> the Circuits that holds it, while it does (weak both ways: neither is kept
+# alive by this). Lets the metrics tell a circuit that still judges calls from one left
+# over by an installation that is gone.
+_holders: weakref.WeakKeyDictionary[CircuitBreaker, weakref.ref[Circuits]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def is_registered(breaker: object) -> bool:
+    """Whether ``breaker`` is still held by a live :class:`Circuits` (not evicted, and
+    its installation's circuits not garbage collected)."""
+    try:
+        holder = _holders.get(breaker)  # type: ignore[call-overload]
+    except TypeError:  # not weakly referenceable: not one of ours
+        return False
+    return holder is not None and holder() is not None
 
 
 class _Entry:
@@ -157,10 +175,12 @@ class Circuits:
                     if entry is not None:
                         return entry.breaker
             entry = self._new_entry(key)
+            _holders[entry.breaker] = weakref.ref(self)
             if victim is None:
                 self._ring.append(entry)
             else:
                 victim.live = False
+                _holders.pop(victim.breaker, None)
                 del self._by_key[victim.key]
                 self._ring[self._hand] = entry
                 self._hand = (self._hand + 1) % len(self._ring)

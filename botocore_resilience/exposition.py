@@ -1,43 +1,49 @@
 """Serving ``/metrics`` over HTTP: one server per process, however many installs ask for it.
 
 ``install()`` calls :func:`start_metrics_server` when ``metrics_port`` is set.
-The first call starts prometheus-client's ``start_http_server`` (a daemon thread);
-later calls change nothing. A port that is already taken, typically by a
-sibling gunicorn worker that got there first, logs a WARNING on the
-``botocore_resilience`` logger: serving metrics must never fail an install.
+The first call starts a :class:`~botocore_resilience._metrics_http.MetricsHTTPServer`
+(one accepting thread and four answering ones, however many clients connect; idle
+connections are closed after 10 s); later calls change nothing. A port that is
+already taken, typically by a sibling gunicorn worker that got there first, logs a
+WARNING on the ``botocore_resilience`` logger: serving metrics must never fail an
+install.
 
 With ``PROMETHEUS_MULTIPROC_DIR`` set, the server exposes every worker's values
 through a ``MultiProcessCollector`` instead of the given registry, so whichever
 worker holds the port answers for all of them.
+
+A forked child does not serve its parent's ``/metrics``: it closes its copy of the
+listening socket at fork (otherwise the port stays bound, by a process that never
+answers, after the parent exits), and may start its own server with
+:func:`start_metrics_server`.
 """
 
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Optional
 
-from prometheus_client import REGISTRY, CollectorRegistry, start_http_server
+from prometheus_client import REGISTRY, CollectorRegistry, make_wsgi_app
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from . import _fork
+from ._metrics_http import MetricsHTTPServer
 from .logs import logger  # never raises: a failing log handler must not fail install()
 from .metrics import multiprocess_dir
 
-__all__ = ["start_metrics_server", "stop_metrics_server"]
+__all__ = ["running_server", "start_metrics_server", "stop_metrics_server"]
 
 
 @dataclass(frozen=True)
 class _Server:
     addr: str
     port: int
-    handle: object
-    """What ``start_http_server`` returned: ``(server, thread)`` from prometheus-client
-    0.20 on, ``None`` before, when the server cannot be stopped."""
+    server: MetricsHTTPServer
 
 
-_lock = threading.Lock()
+_lock = _fork.new_lock()
 _running: Optional[_Server] = None
 
 
@@ -47,6 +53,7 @@ def start_metrics_server(
     registry: Optional[CollectorRegistry] = None,
     *,
     environ: Optional[Mapping[str, str]] = None,
+    **server_options: Any,
 ) -> bool:
     """Serve ``/metrics`` on ``addr:port`` unless this process already serves it.
 
@@ -56,7 +63,8 @@ def start_metrics_server(
     ``registry`` defaults to prometheus-client's ``REGISTRY``. ``environ`` (default
     ``os.environ``) is where ``PROMETHEUS_MULTIPROC_DIR`` is looked up; when it is
     set, ``registry`` is ignored and every process's values in that directory are
-    served instead.
+    served instead. ``server_options`` (``workers``, ``idle_timeout``, ``max_waiting``)
+    go to :class:`~botocore_resilience._metrics_http.MetricsHTTPServer`; for tests.
 
     >>> start_metrics_server(9464, "127.0.0.1")  # doctest: +SKIP
     True
@@ -77,7 +85,7 @@ def start_metrics_server(
             return False
         try:
             served = _registry_to_serve(registry, os.environ if environ is None else environ)
-            handle: object = start_http_server(port, addr=addr, registry=served)
+            server = MetricsHTTPServer(addr, port, make_wsgi_app(served), **server_options)
         except Exception as exc:
             # OSError (EADDRINUSE, unknown address), OverflowError (port out of
             # range), ValueError (multiprocess directory missing)...
@@ -89,7 +97,7 @@ def start_metrics_server(
                 exc,
             )
             return False
-        _running = _Server(addr, port, handle)
+        _running = _Server(addr, port, server)
         logger.info("Serving /metrics on %s:%d", addr, port)
         return True
 
@@ -97,21 +105,22 @@ def start_metrics_server(
 def stop_metrics_server() -> bool:
     """Stop the server :func:`start_metrics_server` started, and free its port (for tests).
 
-    Returns ``True`` if a server was stopped. With prometheus-client older than
-    0.20, ``start_http_server`` returns nothing to stop, so this returns
-    ``False`` and the server runs until the process exits.
+    Returns ``True`` if a server was stopped.
     """
     global _running
     with _lock:
         running = _running
-        if running is None or not isinstance(running.handle, tuple):
+        if running is None:
             return False
-        server, thread = running.handle
-        server.shutdown()  # stops serve_forever; returns once it has
-        server.server_close()  # frees the port
-        thread.join()
+        running.server.close()
         _running = None
         return True
+
+
+def running_server() -> Optional[MetricsHTTPServer]:
+    """The server this process runs, if any (for tests and diagnostics)."""
+    running = _running
+    return running.server if running is not None else None
 
 
 def _registry_to_serve(
@@ -128,11 +137,18 @@ def _registry_to_serve(
 
 
 def _forget_after_fork() -> None:
-    # A forked child has the parent's bookkeeping but not its server thread: let it
-    # try for itself (and be told, if the parent still holds the port).
-    global _lock, _running
-    _lock = threading.Lock()
+    # A forked child has the parent's bookkeeping and sockets but not its server threads:
+    # close the child's copies (a listening socket nobody accepts on would keep the port
+    # after the parent exits), and let it start a server of its own. _lock is made
+    # usable again by _fork's handler, which runs first.
+    global _running
+    running = _running
     _running = None
+    if running is not None:
+        try:
+            running.server.close_in_child()
+        except Exception:
+            logger.warning("could not close the /metrics socket in a forked child", exc_info=True)
 
 
 if hasattr(os, "register_at_fork"):

@@ -48,6 +48,7 @@ families by that number.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import weakref
@@ -60,6 +61,7 @@ from prometheus_client.registry import Collector
 from . import _fork
 from .breaker import CircuitState, Transition
 from .call_metrics import DURATION_BUCKETS, OTHER_BUCKET, CallMetrics, call_metrics_for
+from .circuits import is_registered
 
 __all__ = [
     "DEFAULT_MAX_BUCKETS",
@@ -98,6 +100,8 @@ the gauge at 2; without that hook it behaves exactly like ``max``.
 DEFAULT_MAX_BUCKETS: Final = 1000
 """The bound on distinct ``bucket`` label values when none is given: the default of the
 ``max_circuits`` setting, which install() passes."""
+
+logger = logging.getLogger("botocore_resilience")
 
 # The rule prometheus-client applies to whole names (colons are legal, if unusual).
 _NAMESPACE = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*\Z")
@@ -260,6 +264,7 @@ class Metrics:
 
         self._circuit_lock = _fork.new_lock()
         self._owners: dict[str, weakref.ref[StatefulCircuit]] = {}
+        self._shared_names: set[str] = set()  # warned about: see circuit_added
         self._last_seq: dict[str, int] = {}
         self._gauges: dict[str, Gauge] = {}
         self._transition_children: dict[str, dict[tuple[str, str], Counter]] = {}
@@ -306,6 +311,10 @@ class Metrics:
             if circuit is None:
                 self._owners.pop(circuit_name, None)
             else:
+                ref = self._owners.get(circuit_name)
+                previous = ref() if ref is not None else None
+                if previous is not None and previous is not circuit and is_registered(previous):
+                    self._warn_shared_name(circuit_name)
                 self._owners[circuit_name] = weakref.ref(circuit)
                 state = circuit.state
             self._last_seq[circuit_name] = 0
@@ -363,6 +372,19 @@ class Metrics:
                 self._state.remove(circuit_name)
             for from_state, to_state in by_states:
                 self._transitions.remove(circuit_name, from_state, to_state)
+
+    def _warn_shared_name(self, circuit_name: str) -> None:
+        # Called with self._circuit_lock held; once per name.
+        if circuit_name in self._shared_names:
+            return
+        self._shared_names.add(circuit_name)
+        logger.warning(
+            "botocore_resilience: two installations with different settings make circuit %s "
+            "and report it to the same metrics registry; its state gauge shows the newer "
+            "one only. Give each installation its own name (the name option, or "
+            "BOTOCORE_RESILIENCE_NAME) to tell their circuits apart.",
+            circuit_name,
+        )
 
     # -- bounds and processes -----------------------------------------------------------
 

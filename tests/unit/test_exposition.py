@@ -4,23 +4,22 @@ from __future__ import annotations
 
 import logging
 import socket
+import threading
+import time
 import urllib.request
 from collections.abc import Iterator
-from importlib.metadata import version
+from typing import Callable
 
 import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from botocore_resilience import exposition
+from botocore_resilience import _metrics_http, exposition
 from botocore_resilience.breaker import CircuitState
 from botocore_resilience.exposition import start_metrics_server, stop_metrics_server
 from botocore_resilience.metrics import metrics_for
 
 NO_MULTIPROC: dict[str, str] = {}
-
-# prometheus-client returns the server (so it can be stopped) from 0.20 on.
-STOPPABLE = tuple(int(part) for part in version("prometheus-client").split(".")[:2]) >= (0, 20)
 
 
 def free_port() -> int:
@@ -42,10 +41,7 @@ def scrape(port: int) -> dict[str, list[tuple[str, dict[str, str], float]]]:
 
 
 def forget_server() -> None:
-    if not stop_metrics_server():
-        # Older prometheus-client: the server cannot be stopped. Forget it so the next
-        # test starts its own; it keeps its port, which bind(0) never hands out again.
-        exposition._running = None
+    stop_metrics_server()
 
 
 @pytest.fixture(autouse=True)
@@ -153,7 +149,6 @@ def test_missing_multiprocess_directory_warns_and_returns_false(
     assert record.levelno == logging.WARNING
 
 
-@pytest.mark.skipif(not STOPPABLE, reason="prometheus-client < 0.20 cannot stop its server")
 def test_stop_frees_the_port(registry: CollectorRegistry) -> None:
     port = free_port()
     assert start_metrics_server(port, "127.0.0.1", registry, environ=NO_MULTIPROC) is True
@@ -162,12 +157,92 @@ def test_stop_frees_the_port(registry: CollectorRegistry) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", port))  # would raise EADDRINUSE if still held
     assert start_metrics_server(port, "127.0.0.1", registry, environ=NO_MULTIPROC) is True
+    scrape(port)
 
 
-@pytest.mark.skipif(STOPPABLE, reason="prometheus-client >= 0.20 can stop its server")
-def test_stop_is_a_no_op_when_prometheus_client_cannot_stop(registry: CollectorRegistry) -> None:
+# -- bounded threads, idle connections (real sockets; waits on counts, never on time) -----
+
+
+def wait_until(predicate: Callable[[], bool], what: str, deadline: float = 60.0) -> None:
+    """Poll ``predicate`` until it holds; fail (never pass) when the generous deadline ends."""
+    end = time.monotonic() + deadline
+    while not predicate():
+        assert time.monotonic() < end, f"still waiting for {what}"
+        time.sleep(0.005)
+
+
+def server_threads() -> int:
+    return sum(t.name.startswith("botocore-resilience-metrics") for t in threading.enumerate())
+
+
+def open_idle(port: int, count: int) -> list[socket.socket]:
+    return [socket.create_connection(("127.0.0.1", port), timeout=30) for _ in range(count)]
+
+
+def test_idle_connections_hold_no_threads_and_a_scrape_still_gets_through(
+    registry: CollectorRegistry,
+) -> None:
+    metrics_for(registry, "botocore").call_finished("s3", "GetObject", "", "success", 0.1)
     port = free_port()
     assert start_metrics_server(port, "127.0.0.1", registry, environ=NO_MULTIPROC) is True
-    assert stop_metrics_server() is False
-    assert start_metrics_server(port, "127.0.0.1", registry, environ=NO_MULTIPROC) is False
-    scrape(port)
+    server = exposition.running_server()
+    assert server is not None
+    idle = open_idle(port, 300)
+    try:
+        wait_until(lambda: server.stats["accepted"] == 300, "300 connections accepted")
+        # One accepting thread and the fixed pool, not one thread per connection.
+        assert server_threads() == 1 + _metrics_http.WORKERS
+        assert "botocore_operations" in scrape(port)
+        assert server_threads() == 1 + _metrics_http.WORKERS
+    finally:
+        for sock in idle:
+            sock.close()
+
+
+def test_silent_connections_are_closed_after_the_idle_timeout(registry: CollectorRegistry) -> None:
+    port = free_port()
+    assert start_metrics_server(
+        port, "127.0.0.1", registry, environ=NO_MULTIPROC, idle_timeout=0.05
+    )
+    server = exposition.running_server()
+    assert server is not None
+    idle = open_idle(port, 20)
+    try:
+        wait_until(lambda: server.stats["timed_out"] == 20, "20 idle connections timed out")
+        for sock in idle:
+            assert sock.recv(1) == b""  # closed by the server: end of stream
+        scrape(port)
+    finally:
+        for sock in idle:
+            sock.close()
+
+
+def test_a_client_that_stops_mid_request_frees_its_worker(registry: CollectorRegistry) -> None:
+    port = free_port()
+    assert start_metrics_server(
+        port, "127.0.0.1", registry, environ=NO_MULTIPROC, idle_timeout=0.05, workers=1
+    )
+    server = exposition.running_server()
+    assert server is not None
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as half:
+        half.sendall(b"GET /metrics HTTP/1.1\r\n")  # and never the rest
+        wait_until(lambda: server.stats["answered"] == 1, "the half request given up")
+        scrape(port)  # the only worker is free again
+
+
+def test_beyond_max_waiting_the_oldest_idle_connection_is_dropped(
+    registry: CollectorRegistry,
+) -> None:
+    port = free_port()
+    assert start_metrics_server(port, "127.0.0.1", registry, environ=NO_MULTIPROC, max_waiting=10)
+    server = exposition.running_server()
+    assert server is not None
+    idle = open_idle(port, 15)
+    try:
+        wait_until(lambda: server.stats["accepted"] == 15, "15 connections accepted")
+        assert server.stats["dropped"] == 5
+        assert [sock.recv(1) for sock in idle[:5]] == [b""] * 5
+        scrape(port)
+    finally:
+        for sock in idle:
+            sock.close()
