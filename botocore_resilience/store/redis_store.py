@@ -67,23 +67,16 @@ def error_kind(error: BaseException) -> str:
 
 
 def _client_options(timeout: float) -> dict[str, Any]:
-    import redis
     from redis.backoff import NoBackoff
     from redis.retry import Retry
 
-    options: dict[str, Any] = {
+    return {
         "socket_timeout": timeout,
         "socket_connect_timeout": timeout,
         # redis-py >= 6 retries 3 times by default: each retry would add a full timeout.
         "retry": Retry(NoBackoff(), 0),
         "retry_on_timeout": False,
     }
-    accepted = inspect.signature(redis.Redis.__init__).parameters
-    # CLIENT SETINFO costs two more round trips on every new connection.
-    for name in ("lib_name", "lib_version"):
-        if name in accepted:
-            options[name] = None
-    return options
 
 
 class _Subscription:
@@ -256,9 +249,11 @@ class RedisStateStore:
         options = _client_options(self._timeout)
         try:
             if self._url.cluster:
+                import redis
                 from redis.cluster import RedisCluster
 
-                options["cluster_error_retry_attempts"] = 0
+                if int(redis.__version__.split(".")[0]) < 6:  # later: the retry object
+                    options["cluster_error_retry_attempts"] = 0
                 return RedisCluster.from_url(self._url.unredacted(), **options)
             import redis
 

@@ -1,0 +1,373 @@
+"""The Redis store on a real ``redis-server``: atomic transitions, leases, pub/sub, failure.
+
+Two store objects on one server stand for two processes here, where the claim is about
+the store's operations; the claims about a fleet of processes are in ``test_fleet.py``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable
+
+import pytest
+
+from botocore_resilience.store import FleetState, StoreUnavailable, open_store, parse_state_url
+from botocore_resilience.store.keys import probes_key, state_key
+from botocore_resilience.store.redis_store import RedisStateStore
+
+from .redis_servers import RedisCluster, RedisServer
+
+DEADLINE = 30.0
+NAME = "s3/us-east-1"
+
+
+class Recorder:
+    """What a store reported: up/down changes and error kinds."""
+
+    def __init__(self) -> None:
+        self.up: list[bool] = []
+        self.errors: list[str] = []
+
+    def on_up(self, up: bool) -> None:
+        self.up.append(up)
+
+    def on_error(self, kind: str) -> None:
+        self.errors.append(kind)
+
+
+def _store(url: str, timeout: float = 0.5, recorder: Any = None) -> RedisStateStore:
+    recorder = recorder or Recorder()
+    store = open_store(
+        parse_state_url(url), timeout, on_up=recorder.on_up, on_error=recorder.on_error
+    )
+    assert isinstance(store, RedisStateStore)
+    return store
+
+
+@pytest.fixture
+def stores(redis_server: RedisServer) -> Iterator[Callable[..., RedisStateStore]]:
+    made: list[RedisStateStore] = []
+
+    def make(timeout: float = 0.5, recorder: Any = None) -> RedisStateStore:
+        store = _store(redis_server.url, timeout, recorder)
+        made.append(store)
+        return store
+
+    yield make
+    for store in made:
+        store.close()
+
+
+def _wait_for(predicate: Callable[[], bool], what: str) -> None:
+    event = threading.Event()
+    for _ in range(int(DEADLINE / 0.01)):
+        if predicate():
+            return
+        event.wait(0.01)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_failures_are_counted_across_stores_and_open_once(
+    stores: Callable[..., RedisStateStore],
+) -> None:
+    a, b = stores(), stores()
+    assert a.fail(NAME, 0, 3, 60, 0, "503").failures == 1
+    assert b.fail(NAME, 0, 3, 60, 0, "503").failures == 2
+    opened = a.fail(NAME, 0, 3, 60, 0, "503 SlowDown")
+    assert (opened.state, opened.from_state, opened.seq) == ("open", "closed", 1)
+    assert opened.cause == "503 SlowDown"
+    assert opened.remaining == 60.0  # measured on the store's clock, in the same script
+    # A failure of the closed generation that arrives late changes nothing.
+    late = b.fail(NAME, 0, 3, 60, 0, "503")
+    assert (late.state, late.seq, late.failures, late.from_state) == ("open", 1, 3, None)
+
+
+def test_a_success_anywhere_resets_the_count(stores: Callable[..., RedisStateStore]) -> None:
+    a, b = stores(), stores()
+    a.fail(NAME, 0, 3, 60, 0, "503")
+    a.fail(NAME, 0, 3, 60, 0, "503")
+    assert b.succeed(NAME, 0).failures == 0
+    assert a.fail(NAME, 0, 3, 60, 0, "503").state == "closed"
+
+
+def test_concurrent_failures_open_exactly_once(stores: Callable[..., RedisStateStore]) -> None:
+    store_list = [stores() for _ in range(4)]
+    with ThreadPoolExecutor(16) as pool:
+        results = list(
+            pool.map(
+                lambda i: store_list[i % 4].fail(NAME, 0, 5, 60, 0, "503"),
+                range(64),
+            )
+        )
+    openings = [r for r in results if r.from_state == "closed"]
+    assert len(openings) == 1
+    assert sorted(r.failures for r in results if r.state == "closed") == [1, 2, 3, 4]
+
+
+def _open(store: RedisStateStore, period: float = 0.001) -> FleetState:
+    return store.fail(NAME, 0, 1, period, 0, "503")
+
+
+def _half_open(store: RedisStateStore, token: str, max_calls: int = 1) -> FleetState:
+    """Ask for a probe until the open period (1 ms on the store's clock) has run out."""
+    result: list[FleetState] = []
+
+    def granted() -> bool:
+        result[:] = [store.probe(NAME, max_calls, 60, token)]
+        return result[0].state != "open"
+
+    _wait_for(granted, "the open period to end")
+    return result[0]
+
+
+def test_probes_are_leased_fleet_wide(stores: Callable[..., RedisStateStore]) -> None:
+    a, b = stores(), stores()
+    _open(a)
+    first = _half_open(a, "a-1", max_calls=2)
+    assert (first.state, first.granted, first.from_state) == ("half_open", True, "open")
+    second = b.probe(NAME, 2, 60, "b-1")
+    assert second.granted
+    third = b.probe(NAME, 2, 60, "b-2")
+    assert not third.granted
+    assert 59 < third.wait <= 60  # until the first lease ends
+    assert third.probes == 2
+
+
+def test_a_lost_probe_frees_its_slot_when_its_lease_ends(
+    stores: Callable[..., RedisStateStore], redis_server: RedisServer
+) -> None:
+    a, b = stores(), stores()
+    _open(a)
+    assert _half_open(a, "lost", max_calls=1).granted
+    a.lease(NAME, "lost", 0.05)  # the caller said its call may take 50 ms at most
+    # Its owner never reports (killed): once the lease ran out on the store's clock, the
+    # slot goes to someone else.
+    _wait_for(lambda: b.probe(NAME, 1, 60, "b-2").granted, "the lease to run out")
+    # ... and the late outcome of the lost probe changes nothing.
+    late = a.finish(NAME, 2, "lost", True, 2, 60, 60, 0, "503")
+    assert (late.state, late.from_state) == ("half_open", None)
+    assert redis_server.cli("zcard", probes_key(NAME)).strip() == "1"
+
+
+def test_probes_close_after_success_threshold(stores: Callable[..., RedisStateStore]) -> None:
+    a, b = stores(), stores()
+    _open(a)
+    p1 = _half_open(a, "a-1", max_calls=2)
+    b.probe(NAME, 2, 60, "b-1")
+    after_one = a.finish(NAME, p1.seq, "a-1", False, 2, 60, 60, 0, "2 successful probes")
+    assert (after_one.state, after_one.successes) == ("half_open", 1)
+    closed = b.finish(NAME, p1.seq, "b-1", False, 2, 60, 60, 0, "2 successful probes")
+    assert (closed.state, closed.from_state, closed.failures) == ("closed", "half_open", 0)
+    assert closed.seq == p1.seq + 1
+
+
+def test_a_failed_probe_reopens_for_a_doubled_period_up_to_the_maximum(
+    stores: Callable[..., RedisStateStore],
+) -> None:
+    a = stores()
+    _open(a, period=0.001)
+    periods = []
+    for round_ in range(4):
+        probe = _half_open(a, f"p{round_}")
+        reopened = a.finish(NAME, probe.seq, f"p{round_}", True, 2, 0.001, 0.004, 0, "503")
+        assert (reopened.state, reopened.from_state) == ("open", "half_open")
+        periods.append(reopened.remaining)
+    assert periods == [0.002, 0.004, 0.004, 0.004]
+
+
+def test_jitter_lengthens_the_open_period_by_at_most_ten_percent(
+    stores: Callable[..., RedisStateStore],
+) -> None:
+    opened = stores().fail(NAME, 0, 1, 10, 0.1, "503")
+    assert opened.remaining == 11.0
+    assert stores().fail("other", 0, 1, 10, 0.5, "503").remaining == 11.0  # capped
+
+
+def test_force_open_rejects_every_probe_until_closed(
+    stores: Callable[..., RedisStateStore],
+) -> None:
+    a = stores()
+    forced = a.force(NAME, "open", "forced")
+    assert (forced.state, forced.from_state, forced.cause) == ("forced_open", "closed", "forced")
+    assert not a.probe(NAME, 1, 60, "x").granted
+    closed = a.force(NAME, "closed", "reset")
+    assert (closed.state, closed.from_state) == ("closed", "forced_open")
+
+
+def test_every_change_is_published_to_watchers(stores: Callable[..., RedisStateStore]) -> None:
+    a, b = stores(), stores()
+    seen: list[FleetState] = []
+    rejoined = threading.Event()
+    a.watch(NAME, seen.append, rejoined.set)
+    assert rejoined.wait(DEADLINE)  # subscribed: everything after this is delivered
+    for _ in range(3):
+        b.fail(NAME, 0, 3, 60, 0, "503")
+    _wait_for(lambda: len(seen) == 3, "three published changes")
+    assert [s.failures for s in seen] == [1, 2, 3]
+    assert seen[-1].state == "open"
+    assert seen[-1].version > seen[0].version
+
+
+def test_keys_hold_names_and_numbers_only(
+    stores: Callable[..., RedisStateStore], redis_server: RedisServer
+) -> None:
+    a = stores()
+    a.fail(NAME, 0, 1, 60, 0, "503 SlowDown")
+    keys = sorted(redis_server.cli("--scan").split())
+    assert keys == [state_key(NAME)]
+    fields = redis_server.cli("hgetall", state_key(NAME)).split("\n")
+    assert set(fields[0::2]) - {""} == {
+        "st", "seq", "ver", "fails", "succ", "opened", "open_for", "period", "cause",
+    }  # fmt: skip
+    assert 0 < int(redis_server.cli("pttl", state_key(NAME))) <= 7 * 24 * 3600 * 1000
+
+
+def test_circuits_lists_every_circuit(stores: Callable[..., RedisStateStore]) -> None:
+    a = stores()
+    a.fail("s3/us-east-1", 0, 1, 60, 0, "503")
+    a.fail("dynamodb/eu-west-1", 0, 5, 60, 0, "503")
+    a.fail("odd{name}", 0, 5, 60, 0, "503")
+    listed = {s.circuit: (s.state, s.failures) for s in a.circuits()}
+    assert listed == {
+        "s3/us-east-1": ("open", 1),
+        "dynamodb/eu-west-1": ("closed", 1),
+        "odd{name}": ("closed", 1),
+    }
+
+
+# -- the store failing ---------------------------------------------------------------------
+
+
+def _load_twice(store: RedisStateStore) -> None:
+    store.load(NAME)
+    store.load(NAME)
+
+
+def test_a_dead_store_costs_one_failure_then_nothing_until_it_is_back(
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    recorder = Recorder()
+    store = _store(redis_server.url, 0.5, recorder)
+    rejoined = threading.Event()
+    store.watch(NAME, lambda state: None, rejoined.set)
+    store.load(NAME)
+    assert rejoined.wait(DEADLINE)
+    rejoined.clear()
+    redis_server.kill()
+    with caplog.at_level(logging.INFO, logger="botocore_resilience"):
+        with pytest.raises(StoreUnavailable):
+            _load_twice(store)  # the thread may notice first, or this call does
+        assert not store.available
+        errors_then = len(recorder.errors)
+        for _ in range(100):  # no wait, no attempt, no error counted
+            with pytest.raises(StoreUnavailable):
+                store.fail(NAME, 0, 5, 60, 0, "503")
+        assert len(recorder.errors) == errors_then
+        redis_server.start()  # same port: the store comes back
+        assert rejoined.wait(DEADLINE)
+    assert store.available
+    assert store.load(NAME).state == "closed"
+    assert recorder.up == [True, False, True]
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert "unavailable (connection)" in warnings[0].getMessage()
+    store.close()
+
+
+def test_a_hung_store_times_out_and_is_rejoined_when_it_resumes(
+    redis_server: RedisServer,
+) -> None:
+    recorder = Recorder()
+    store = _store(redis_server.url, 0.05, recorder)
+    rejoined = threading.Event()
+    store.watch(NAME, lambda state: None, rejoined.set)
+    store.load(NAME)
+    assert rejoined.wait(DEADLINE)
+    rejoined.clear()
+    redis_server.hang()
+    try:
+        with pytest.raises(StoreUnavailable):
+            store.fail(NAME, 0, 5, 60, 0, "503")
+        assert "timeout" in recorder.errors
+        with pytest.raises(StoreUnavailable):
+            store.fail(NAME, 0, 5, 60, 0, "503")  # at once: known down
+    finally:
+        redis_server.resume()
+    assert rejoined.wait(DEADLINE)
+    # The timed-out operation was in the server's socket buffer: it ran on resume. The call
+    # it belonged to was judged locally meanwhile, and the fleet still learnt of the failure.
+    assert store.load(NAME).failures == 1
+    store.close()
+
+
+def test_a_store_that_answers_errors_is_treated_as_down(redis_server: RedisServer) -> None:
+    recorder = Recorder()
+    store = _store(redis_server.url, 0.5, recorder)
+    store.load(NAME)
+    redis_server.cli("set", state_key(NAME), "not a hash")  # WRONGTYPE for the script
+    with pytest.raises(StoreUnavailable):
+        store.fail(NAME, 0, 5, 60, 0, "503")
+    assert recorder.errors == ["response"]
+    store.close()
+
+
+def test_a_wrong_password_never_shows_in_errors_or_logs(
+    tmp_path: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = RedisServer(str(tmp_path), password="right-pw-123").start()
+    try:
+        wrong = server.url.replace("right-pw-123", "wrong-pw-456")
+        store = _store(wrong, 0.5)
+        caplog.set_level(logging.DEBUG, logger="botocore_resilience")
+        with pytest.raises(StoreUnavailable) as caught:
+            store.load(NAME)
+        text = caplog.text + str(caught.value) + repr(caught.value) + repr(store)
+        assert "wrong-pw-456" not in text
+        right = _store(server.url, 0.5)
+        assert right.load(NAME).state == "closed"
+        assert "right-pw-123" not in repr(right)
+        right.close()
+        store.close()
+    finally:
+        server.stop()
+
+
+# -- Redis Cluster ---------------------------------------------------------------------------
+
+
+def test_cluster_keys_of_one_circuit_share_a_slot(redis_cluster: RedisCluster) -> None:
+    node = redis_cluster.nodes[0]
+    for name in ["s3/us-east-1", "s3/eu-west-1/photos", "odd{name}", "dynamodb/x"]:
+        slots = {
+            node.cli("cluster", "keyslot", key).strip()
+            for key in (state_key(name), probes_key(name))
+        }
+        assert len(slots) == 1, name
+
+
+def test_cluster_counts_leases_and_publishes_across_masters(
+    redis_cluster: RedisCluster,
+) -> None:
+    a, b = _store(redis_cluster.url), _store(redis_cluster.url)
+    names = [f"s3/region-{i}" for i in range(12)]  # spread over the three masters' slots
+    slots = {redis_cluster.nodes[0].cli("cluster", "keyslot", state_key(n)).strip() for n in names}
+    assert len(slots) > 3
+    seen: list[FleetState] = []
+    rejoined = threading.Event()
+    for name in names:
+        a.watch(name, seen.append, rejoined.set)
+    assert rejoined.wait(DEADLINE)
+    try:
+        for name in names:
+            a.fail(name, 0, 2, 0.001, 0, "503")
+            opened = b.fail(name, 0, 2, 0.001, 0, "503")
+            assert opened.state == "open", name
+        _wait_for(lambda: len([s for s in seen if s.state == "open"]) == len(names), "all opens")
+        listed = {s.circuit for s in a.circuits()}
+        assert set(names) <= listed
+    finally:
+        a.close()
+        b.close()
