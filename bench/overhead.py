@@ -142,11 +142,11 @@ def switched(rounds: int, calls: int) -> None:
 
     @contextmanager
     def off() -> Iterator[None]:
-        binding.handlers.installation = None
+        binding.handlers.runtime = None
         try:
             yield
         finally:
-            binding.handlers.installation = installation
+            binding.handlers.runtime = installation.runtime
 
     plugin_off = _Variant("plugin switched off", call, off)
     plugin_on = _Variant("plugin on (breaker on, metrics on)", call)
@@ -204,11 +204,11 @@ _HOT_PATH = (
 
 def record_hot_path(**options: Any) -> list[tuple[Callable[..., Any], dict[str, Any]]]:
     """The plugin's handlers and the exact arguments botocore gave them in one stubbed call."""
-    from botocore_resilience.install import installation_of
+    from botocore_resilience.install import _installation_of
 
     installation, client = _plugin_client(**options)
     handlers = installation._bindings[0].handlers
-    assert installation_of(client) is None  # installed on the session, copied into the client
+    assert _installation_of(client) is None  # installed on the session, copied into the client
     recorded: list[tuple[Callable[..., Any], dict[str, Any]]] = []
     originals = {method: getattr(handlers, method) for _event, method in _HOT_PATH}
 

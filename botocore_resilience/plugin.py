@@ -15,20 +15,20 @@ clients run without the plugin.
 
 from __future__ import annotations
 
-import os
-import threading
 from typing import Any, Optional
 
-from .config import Settings
+from . import _fork
 from .errors import ConfigurationError
-from .global_install import attach_client
 from .handlers import EventHandlers
-from .install import Installation
+from .install import _attach_client
 from .logs import logger
+from .runtime import build_runtime, serve_metrics
 
 __all__ = ["initialize_client_plugin"]
 
-_lock = threading.Lock()
+_WHERE = "client plugin"  # what our failures are logged as
+
+_lock = _fork.new_lock()
 _handlers: Optional[EventHandlers] = None
 _failed = False
 
@@ -37,7 +37,7 @@ def initialize_client_plugin(client: Any) -> None:
     """botocore's plugin entry point: cover ``client``."""
     handlers = _shared_handlers()
     if handlers is not None:
-        attach_client(client, handlers)
+        _attach_client(client, handlers, _WHERE)
 
 
 def _shared_handlers() -> Optional[EventHandlers]:
@@ -45,15 +45,16 @@ def _shared_handlers() -> Optional[EventHandlers]:
     with _lock:
         if _handlers is None and not _failed:
             try:
-                settings = Settings.from_env(os.environ)
+                runtime = build_runtime()  # the process's environment, like any install
             except ConfigurationError as error:
                 _failed = True
                 logger.error("botocore_resilience plugin not installed: %s", error)
                 return None
-            if not settings.enabled:
+            if not runtime.settings.enabled:
                 _failed = True
                 return None
-            _handlers = EventHandlers(Installation(settings))
+            serve_metrics(runtime)
+            _handlers = EventHandlers(runtime)
         return _handlers
 
 

@@ -1,0 +1,224 @@
+"""The runtime the handlers read, and the one factory that builds it for every entry point.
+
+A :class:`Runtime` is everything a call needs: the settings, the clock (as the one
+callable that reads it), the circuits, the observers (metrics and logs) and the
+retry gap filler. :func:`build_runtime` makes one from the environment and keyword
+options; ``install()``, ``install_global()`` and the client plugin all call it, so
+they read settings, warn about misspelt variables and choose their backends the same
+way. Building has no side effect beyond registering metrics: serving ``/metrics`` is
+a separate step of installing (:func:`serve_metrics`).
+
+Every backend is chosen here and nowhere else:
+
+* the metrics sink in :func:`_metrics_sink` (Prometheus today; an OpenTelemetry sink
+  is one more branch on the ``metrics`` setting),
+* the subscribers in :func:`_subscribers` (metrics and logs; an ``on_transition``
+  callback or a tracing sink is one more entry),
+* the breaker policy in :func:`_policy` (consecutive failures; a failure-rate or
+  slow-call policy is chosen from its settings there),
+* where circuit state lives in :func:`_circuits` (this process, shared by equal
+  installations; a state store shared by a fleet is a branch on its URL setting).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import weakref
+from collections.abc import Mapping
+from typing import Any, Callable, Optional
+
+from . import _fork
+from .breaker import BreakerPolicy
+from .circuits import Circuits
+from .clock import MONOTONIC, Clock, reader_of
+from .config import Settings, unknown_variable_warnings
+from .exposition import start_metrics_server
+from .logs import logger
+from .metrics import MetricsSink, metrics_for
+from .observers import LogObserver, MetricsObserver, Observer, Observers
+from .retries import GapFiller
+
+__all__ = ["Runtime", "build_runtime", "serve_metrics"]
+
+
+class Runtime:
+    """What the handlers read on every call; built by :func:`build_runtime`, then never changed.
+
+    A second ``install()`` on a target swaps in a new runtime rather than editing this one.
+    """
+
+    __slots__ = (
+        "circuits",
+        "clock",
+        "environ",
+        "gap_filler",
+        "jitter",
+        "metrics",
+        "now",
+        "observers",
+        "settings",
+    )
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        environ: Mapping[str, str],
+        clock: Clock,
+        jitter: Callable[[], float],
+        metrics: Optional[MetricsSink],
+        observers: Observers,
+        circuits: Optional[Circuits],
+    ) -> None:
+        self.settings = settings
+        self.environ = environ
+        """Where the settings (and ``AWS_RETRY_MODE``/``AWS_MAX_ATTEMPTS``) were read from:
+        the retry defaults given to each new client are judged against it."""
+        self.clock = clock
+        self.now = reader_of(clock)
+        """Seconds on the runtime's clock: :func:`time.monotonic` itself by default."""
+        self.jitter = jitter
+        self.metrics = metrics
+        """The metrics sink, or ``None`` with ``metrics=off`` (or when it could not register)."""
+        self.observers = observers
+        self.circuits = circuits
+        """``None`` with ``breaker=off``."""
+        self.gap_filler = GapFiller(jitter)
+
+    def __repr__(self) -> str:
+        return f"Runtime({self.settings!r})"
+
+
+def build_runtime(
+    environ: Optional[Mapping[str, str]] = None,
+    *,
+    registry: Any = None,
+    clock: Optional[Clock] = None,
+    jitter: Optional[Callable[[], float]] = None,
+    **options: Any,
+) -> Runtime:
+    """Read the settings and build the runtime of one installation.
+
+    Args:
+        environ: where ``BOTOCORE_RESILIENCE_*`` are read (default ``os.environ``).
+        registry: the ``prometheus_client.CollectorRegistry`` (default: its ``REGISTRY``).
+        clock: anything with ``monotonic()`` (default :data:`~botocore_resilience.clock.MONOTONIC`).
+        jitter: the random source in ``[0, 1)`` of the backoff before retries we add
+            (default :func:`random.random`).
+        **options: settings by option name, overriding the environment.
+
+    Raises:
+        ConfigurationError: a setting is invalid (before anything is built or logged).
+
+    Unknown ``BOTOCORE_RESILIENCE_*`` variables (likely typos) are logged as warnings.
+
+    >>> from prometheus_client import CollectorRegistry
+    >>> runtime = build_runtime({}, registry=CollectorRegistry(), failure_threshold=3)
+    >>> runtime.settings.failure_threshold, runtime.observers
+    (3, Observers(['metrics', 'logging']))
+    """
+    environ = os.environ if environ is None else environ
+    settings = Settings.from_env(environ, **options)
+    _warn_unknown_variables(environ)
+    clock = MONOTONIC if clock is None else clock
+    metrics = _metrics_sink(settings, registry, environ)
+    observers = Observers(_subscribers(settings, metrics))
+    circuits = None
+    if settings.breaker != "off":
+        circuits = _circuits(settings, clock, metrics, observers)
+    return Runtime(
+        settings,
+        environ=environ,
+        clock=clock,
+        jitter=random.random if jitter is None else jitter,
+        metrics=metrics,
+        observers=observers,
+        circuits=circuits,
+    )
+
+
+def serve_metrics(runtime: Runtime, registry: Any = None) -> None:
+    """Serve ``/metrics`` if the runtime's settings ask for it (``metrics_port``).
+
+    A step of installing, called once the runtime is built; never raises (a port taken
+    by a sibling worker is logged, not fatal), and starts at most one server per process.
+    """
+    settings = runtime.settings
+    if runtime.metrics is None or settings.metrics_port is None:
+        return
+    start_metrics_server(
+        settings.metrics_port, settings.metrics_addr, registry, environ=runtime.environ
+    )
+
+
+def _warn_unknown_variables(environ: Mapping[str, str]) -> None:
+    for warning in unknown_variable_warnings(environ):
+        logger.warning("%s", warning)
+
+
+def _metrics_sink(
+    settings: Settings, registry: Any, environ: Mapping[str, str]
+) -> Optional[MetricsSink]:
+    """The metrics backend: Prometheus, or none. (An OpenTelemetry sink is chosen here too.)"""
+    if not (settings.enabled and settings.metrics):  # a disabled install registers nothing
+        return None
+    try:
+        return metrics_for(registry, settings.metrics_namespace, max_buckets=settings.max_circuits)
+    except Exception:
+        # A registry that already holds a foreign collector under one of our names: the
+        # application keeps running, without our metrics, and says why once.
+        logger.warning("botocore_resilience: metrics disabled", exc_info=True)
+        return None
+
+
+def _subscribers(settings: Settings, metrics: Optional[MetricsSink]) -> list[tuple[str, Observer]]:
+    """Who hears calls, retries and transitions, in calling order."""
+    subscribers: list[tuple[str, Observer]] = []
+    if metrics is not None:
+        subscribers.append(("metrics", MetricsObserver(metrics)))
+    subscribers.append(("logging", LogObserver(settings.recovery_timeout)))
+    return subscribers
+
+
+def _policy(settings: Settings) -> BreakerPolicy:
+    """The breaker policy the settings describe."""
+    return BreakerPolicy(
+        failure_threshold=settings.failure_threshold,
+        recovery_timeout=settings.recovery_timeout,
+        success_threshold=settings.success_threshold,
+        half_open_max_calls=settings.half_open_max_calls,
+        enforce=settings.breaker == "on",
+    )
+
+
+# Installations with the same settings, metrics and clock share their circuits: a service
+# that is down is down for the whole process, and an application that installs on every
+# session it makes must still trip one circuit, not start a fresh one per session. The
+# key holds the metrics sink and the clock themselves (they hash by identity), so they
+# live exactly as long as the circuits that report to them and read them.
+_shared: weakref.WeakValueDictionary[tuple[Any, ...], Circuits] = weakref.WeakValueDictionary()
+_shared_lock = _fork.new_lock()
+
+
+def _circuits(
+    settings: Settings, clock: Clock, metrics: Optional[MetricsSink], observers: Observers
+) -> Circuits:
+    """The circuits of an installation: in this process, shared by equal installations.
+    (A state store shared by a fleet is chosen here, from its settings.)"""
+    policy = _policy(settings)
+    key = (settings.name, settings.scope, settings.max_circuits, policy, metrics, clock)
+    with _shared_lock:
+        circuits = _shared.get(key)
+        if circuits is None:
+            circuits = _shared[key] = Circuits(
+                scope=settings.scope,
+                prefix=settings.name,
+                policy=policy,
+                clock=clock,
+                observer=observers.transition,
+                on_created=observers.circuit_added,
+                on_removed=observers.circuit_removed,
+                max_circuits=settings.max_circuits,
+            )
+        return circuits
