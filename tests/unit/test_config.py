@@ -20,6 +20,7 @@ from botocore_resilience.config import ENV_PREFIX, SETTINGS, Setting, Settings
 from botocore_resilience.errors import ConfigurationError
 from botocore_resilience.handlers import EventHandlers
 from botocore_resilience.install import _installation_of as installation_of
+from botocore_resilience.store import StateUrl
 
 _TRUE_SPELLINGS = ["true", "1", "yes", "on"]
 _FALSE_SPELLINGS = ["false", "0", "no", "off"]
@@ -104,6 +105,10 @@ class Cases(NamedTuple):
     bad_env: list[str]
     good_kw: list[tuple[Any, Any]]
     bad_kw: list[Any]
+
+
+def _url(text: str, *, cluster: bool = False) -> StateUrl:
+    return StateUrl(text, cluster=cluster)
 
 
 CASES: dict[str, Cases] = {
@@ -193,6 +198,33 @@ CASES: dict[str, Cases] = {
         [("127.0.0.1", "127.0.0.1")],
         [127, None, "", " ", True],
     ),
+    # A URL equals its redacted text: the password never shows (tests/unit/test_store_url.py).
+    "state_url": Cases(
+        [
+            ("redis://localhost:6379/0", _url("redis://localhost:6379/0")),
+            (
+                "rediss://app:s3cret@cache.example.com:6380",
+                _url("rediss://app:***@cache.example.com:6380"),
+            ),
+            ("unix:///run/redis.sock", _url("unix:///run/redis.sock")),
+            ("redis://10.0.0.1:7000?cluster=true", _url("redis://10.0.0.1:7000", cluster=True)),
+        ],
+        [
+            "http://localhost",
+            "localhost:6379",
+            "redis://",
+            "redis://h:99999",
+            "redis://h?cluster=x",
+        ],
+        [("redis://localhost", _url("redis://localhost")), (None, None)],
+        [6379, True, "valkey://localhost", b"redis://localhost"],
+    ),
+    "state_timeout": Cases(
+        [("0.05", 0.05), ("1", 1.0), (" 0.2 ", 0.2)],
+        ["0", "-1", "nan", "inf", "fast"],
+        [(0.05, 0.05), (2, 2.0)],
+        [0, -0.1, float("nan"), "x", True],
+    ),
 }
 
 
@@ -254,6 +286,8 @@ def test_the_contract_defaults() -> None:
         "metrics_namespace": "botocore",
         "metrics_port": None,
         "metrics_addr": "0.0.0.0",
+        "state_url": None,
+        "state_timeout": 0.05,
     }
 
 
