@@ -1,10 +1,11 @@
-"""What counts as a failure (contract §4): small predicates over plain values.
+"""What counts as a failure (docs/explanation/what-counts.md): small predicates over plain values.
 
 Two questions are asked, at two moments:
 
 * per **attempt**, inside botocore's retry loop: is this attempt one that should be
-  retried, and does botocore already retry it? (:func:`is_retryable_attempt`,
-  :func:`botocore_retries`) — the answer fills botocore's gaps, never overrides it;
+  retried, and has botocore not classified it already? (:func:`is_gap`, built on
+  :func:`is_retryable_attempt`, :func:`botocore_retries` and :func:`is_modeled_error`)
+  — the answer fills botocore's gaps, never overrides it;
 * per **logical call**, once botocore has finished: did the service fail us?
   (:func:`judge_response`, :func:`judge_exception`) — the answer feeds the circuit.
 
@@ -15,6 +16,7 @@ throttling count against a circuit.
 
 from __future__ import annotations
 
+import copy
 import sys
 from typing import Any, Optional
 
@@ -30,6 +32,8 @@ __all__ = [
     "is_failure_code",
     "is_failure_exception",
     "is_failure_status",
+    "is_gap",
+    "is_modeled_error",
     "is_retryable_attempt",
     "judge_exception",
     "judge_response",
@@ -128,7 +132,44 @@ def botocore_retries(retry_context: Any) -> bool:
     own checkers rather than keep a copy of their tables, so that as botocore learns
     to retry more, we fill less.
     """
-    return _STANDARD_CONDITIONS.is_retryable(retry_context)  # type: ignore[no-any-return]
+    # Asked on a copy without the request context: botocore's max-attempts checker writes
+    # its limit there (into the amz-sdk-request header of the next attempt), and ours is
+    # out of reach on purpose.
+    probe = copy.copy(retry_context)
+    probe.request_context = {}
+    return _STANDARD_CONDITIONS.is_retryable(probe)  # type: ignore[no-any-return]
+
+
+def is_modeled_error(retry_context: Any) -> bool:
+    """Whether the attempt's error code is one the operation's model declares.
+
+    botocore has classified such an error: its model says whether it is retryable (and
+    botocore >= 1.44 declines a 429 that carries one). Matched the way botocore matches
+    (the shape's modeled code, else its name), with public model APIs only, so that it
+    works on botocore versions that have no such check of their own.
+    """
+    code = error_code(retry_context.parsed_response)
+    operation = retry_context.operation_model
+    if code is None or operation is None:
+        return False
+    for shape in operation.error_shapes or ():
+        if code == (shape.metadata.get("error", {}).get("code") or shape.name):
+            return True
+    return False
+
+
+def is_gap(retry_context: Any) -> bool:
+    """Whether the plugin should retry an attempt that botocore does not: it failed in a
+    way the plugin retries (:func:`is_retryable_attempt`), and botocore could not classify
+    it, neither retrying it (:func:`botocore_retries`) nor knowing its error from the
+    model (:func:`is_modeled_error`). A response botocore classified and declined stays
+    declined."""
+    http = retry_context.http_response
+    status = http.status_code if http is not None else None
+    code = error_code(retry_context.parsed_response)
+    if not is_retryable_attempt(status, code, retry_context.caught_exception):
+        return False
+    return not botocore_retries(retry_context) and not is_modeled_error(retry_context)
 
 
 def _standard_conditions() -> Any:

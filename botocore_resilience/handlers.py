@@ -19,15 +19,19 @@ raise on purpose is :class:`CircuitBreakerOpen`, outside the guard.
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from time import monotonic as _monotonic
+from typing import TYPE_CHECKING, Any, Optional
+
+from botocore.retries.standard import RetryContext
 
 from .breaker import CircuitBreaker, Outcome, Permit
 from .classification import describe_attempt, error_code, judge_exception, judge_response
+from .clock import MONOTONIC
 from .errors import CircuitBreakerOpen
-from .logs import log_internal_error
-from .observers import CIRCUIT_OPEN, ERROR, SUCCESS
-from .retries import max_attempts_of
-from .runtime import Runtime
+from .logs import call_safely, log_internal_error, log_retry
+
+if TYPE_CHECKING:
+    from .install import Installation
 
 __all__ = ["CALL_KEY", "EventHandlers"]
 
@@ -86,7 +90,7 @@ class _Call:
 class EventHandlers:
     """Bound methods of one of these are what ``install()`` registers.
 
-    ``runtime`` can be swapped (a second ``install()`` on the same target) or set to
+    ``installation`` can be swapped (a second ``install()`` on the same target) or set to
     ``None`` (``uninstall()``): clients that copied these handlers before see the change.
     """
 
@@ -94,8 +98,8 @@ class EventHandlers:
     # **kwargs stays empty is called about 0.2 µs faster, and they run on every call.
     # **kwargs is still there for keywords a later botocore adds.
 
-    def __init__(self, runtime: Optional[Runtime]) -> None:
-        self.runtime = runtime
+    def __init__(self, installation: Optional[Installation]) -> None:
+        self.installation = installation
 
     # -- before-parameter-build.s3 -------------------------------------------------------
 
@@ -107,7 +111,7 @@ class EventHandlers:
         event_name: Any = None,
         **kwargs: Any,
     ) -> None:
-        if self.runtime is None or context is None:
+        if self.installation is None or context is None:
             return
         try:
             bucket = params.get("Bucket")
@@ -130,11 +134,11 @@ class EventHandlers:
         event_name: Any = None,
         **kwargs: Any,
     ) -> None:
-        runtime = self.runtime
-        if runtime is None or context is None:
+        installation = self.installation
+        if installation is None or context is None:
             return None
         try:
-            rejection = self._admit(runtime, model, context)
+            rejection = self._admit(installation, model, context)
         except Exception:
             log_internal_error("before-call")
             return None
@@ -142,24 +146,35 @@ class EventHandlers:
             raise rejection
         return None
 
-    def _admit(self, runtime: Runtime, model: Any, context: Any) -> Optional[CircuitBreakerOpen]:
+    def _admit(
+        self, installation: Installation, model: Any, context: Any
+    ) -> Optional[CircuitBreakerOpen]:
         service = _service_of(model)
         operation = model.name
         bucket, key = context.get(_TARGET_KEY) or _NO_TARGET
-        circuits = runtime.circuits
+        circuits = installation.circuits
         breaker = permit = None
         if circuits is not None:
             breaker = circuits.breaker_for(service, context.get("client_region"), operation, bucket)
             permit = breaker.acquire()
             if permit is None:
-                runtime.observers.call_finished(service, operation, bucket, CIRCUIT_OPEN, None)
+                call_safely(
+                    "metrics",
+                    installation.metrics.call_finished,
+                    service,
+                    operation,
+                    bucket,
+                    "circuit_open",
+                    None,
+                )
                 return CircuitBreakerOpen(
                     circuit_name=breaker.name,
                     service=service,
                     operation=operation,
                     retry_after=breaker.retry_after(),
                 )
-        started = runtime.now()
+        clock = installation.clock  # the default one read without its wrapper's frame
+        started = _monotonic() if clock is MONOTONIC else clock.monotonic()
         context[CALL_KEY] = _Call(service, operation, bucket, key, breaker, permit, started)
         return None
 
@@ -168,8 +183,8 @@ class EventHandlers:
     def on_request_created(
         self, request: Any, operation_name: Any = None, event_name: Any = None, **kwargs: Any
     ) -> None:
-        runtime = self.runtime
-        if runtime is None:
+        installation = self.installation
+        if installation is None:
             return
         try:
             context = getattr(request, "context", None)
@@ -182,9 +197,9 @@ class EventHandlers:
             call = context.get(CALL_KEY)
             if call is None:
                 return
-            runtime.observers.retry_made(
-                call.service, call.operation, call.bucket, call.key, attempt - 1, call.reason
-            )
+            retry = attempt - 1
+            log_retry(call.service, call.operation, call.bucket, call.key, retry, call.reason)
+            installation.metrics.retry_made(call.service, call.operation, retry)
         except Exception:
             log_internal_error("request-created")
 
@@ -201,8 +216,8 @@ class EventHandlers:
         event_name: Any = None,
         **kwargs: Any,
     ) -> Optional[float]:
-        runtime = self.runtime
-        if runtime is None or request_dict is None:
+        installation = self.installation
+        if installation is None or request_dict is None:
             return None
         try:
             context = request_dict.get("context") or {}
@@ -210,29 +225,18 @@ class EventHandlers:
             if call is None:
                 return None
             call.sent = True
-            status: Optional[int] = None
-            parsed = None
-            if response is not None:
-                http, parsed = response
-                status = http.status_code
-                if status < 400:
-                    return None  # the common case: nothing failed
-            code = error_code(parsed)
-            call.reason = describe_attempt(status, code, caught_exception)
-            client_config = context.get("client_config")
-            retries = getattr(client_config, "retries", None) or {}
-            if retries.get("mode") == "legacy":
-                return None
-            return runtime.gap_filler.delay(
-                attempt=attempts,
-                max_attempts=max_attempts_of(client_config),
-                status=status,
-                code=code,
-                exception=caught_exception,
-                retry_context=lambda: _retry_context(
-                    attempts, operation, response, caught_exception, context
-                ),
+            if response is not None and response[0].status_code < 400:
+                return None  # the common case: nothing failed
+            # One value per failed attempt, as botocore's own handler builds: every question
+            # below (why it failed, legacy mode, attempts left, botocore's own conditions,
+            # the backoff) reads it.
+            retry_context = _retry_context(attempts, operation, response, caught_exception, context)
+            call.reason = describe_attempt(
+                response[0].status_code if response is not None else None,
+                error_code(retry_context.parsed_response),
+                caught_exception,
             )
+            return installation.gap_filler.delay(retry_context)
         except Exception:
             log_internal_error("needs-retry")
             return None
@@ -248,8 +252,8 @@ class EventHandlers:
         event_name: Any = None,
         **kwargs: Any,
     ) -> None:
-        runtime = self.runtime
-        if runtime is None or context is None:
+        installation = self.installation
+        if installation is None or context is None:
             return
         try:
             call = context.pop(CALL_KEY, None)
@@ -259,19 +263,21 @@ class EventHandlers:
             if status < 300 and not (parsed and parsed.get("Error")):
                 # The common case, judged without the general path: a 2xx without an
                 # error code is a success, and a success's cause is never used.
-                self._finish(runtime, call, _SUCCESS, "", SUCCESS)
+                self._finish(installation, call, _SUCCESS, "", "success")
             else:
                 code = error_code(parsed)
                 self._finish(
-                    runtime,
+                    installation,
                     call,
                     judge_response(status, code),
                     describe_attempt(status, code, None),
-                    SUCCESS if status < 300 else ERROR,
+                    "success" if status < 300 else "error",
                 )
             metadata = parsed.get("ResponseMetadata") if parsed else None
             if metadata and metadata.get("RetryQuotaReached"):
-                runtime.observers.quota_exhausted(call.service, call.operation)
+                call_safely(
+                    "metrics", installation.metrics.quota_exhausted, call.service, call.operation
+                )
         except Exception:
             log_internal_error("after-call")
 
@@ -282,33 +288,42 @@ class EventHandlers:
         event_name: Any = None,
         **kwargs: Any,
     ) -> None:
-        runtime = self.runtime
-        if runtime is None or context is None:
+        installation = self.installation
+        if installation is None or context is None:
             return
         try:
             call = context.pop(CALL_KEY, None)
             if call is None:
                 return
             outcome = judge_exception(exception) if exception is not None else Outcome.NOT_COUNTED
-            self._finish(runtime, call, outcome, describe_attempt(None, None, exception), ERROR)
+            self._finish(
+                installation, call, outcome, describe_attempt(None, None, exception), "error"
+            )
         except Exception:
             log_internal_error("after-call-error")
 
     @staticmethod
-    def _finish(runtime: Runtime, call: _Call, outcome: Outcome, cause: str, result: str) -> None:
-        # The circuit first: the breaker must hear the outcome even if an observer is broken.
+    def _finish(
+        installation: Installation, call: _Call, outcome: Outcome, cause: str, result: str
+    ) -> None:
+        # The circuit first: the breaker must hear the outcome even if metrics are broken.
         if call.breaker is not None:
             call.breaker.record(call.permit, outcome, cause)
-        # A call that never reached the transport has no duration sample.
-        duration = runtime.now() - call.started if call.sent else None
-        runtime.observers.call_finished(call.service, call.operation, call.bucket, result, duration)
+        duration = None  # a call that never reached the transport has no duration sample
+        if call.sent:
+            clock = installation.clock
+            duration = (_monotonic() if clock is MONOTONIC else clock.monotonic()) - call.started
+        try:  # what call_safely("metrics", ...) does, without two more frames
+            installation.metrics.call_finished(
+                call.service, call.operation, call.bucket, result, duration
+            )
+        except Exception:
+            log_internal_error("metrics")
 
 
 def _retry_context(
     attempts: int, operation: Any, response: Any, exception: Any, context: Any
-) -> Any:
-    from botocore.retries.standard import RetryContext
-
+) -> RetryContext:
     http, parsed = response if response is not None else (None, None)
     return RetryContext(
         attempt_number=attempts,

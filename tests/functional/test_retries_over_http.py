@@ -20,6 +20,7 @@ from botocore_resilience.testing import (
     TOO_MANY_REQUESTS,
     HTTPFault,
     LocalS3,
+    no_backoff,
 )
 
 Installed = Callable[..., "tuple[Any, Any]"]
@@ -37,10 +38,14 @@ def test_user_retry_config_wins(installed: Installed) -> None:
     assert client.meta.config.retries["total_max_attempts"] == 2
 
 
-def test_aws_retry_mode_in_the_environment_wins(installed: Installed) -> None:
-    _, client = installed(environ={"AWS_RETRY_MODE": "standard", "AWS_MAX_ATTEMPTS": "2"})
-    assert client.meta.config.retries.get("mode") != "adaptive"
-    assert client.meta.config.retries.get("total_max_attempts") != 4
+def test_aws_retry_mode_in_the_environment_wins(
+    installed: Installed, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # botocore reads its own environment; the plugin's defaults sit below it.
+    monkeypatch.setenv("AWS_RETRY_MODE", "standard")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")
+    _, client = installed()
+    assert client.meta.config.retries == {"mode": "standard", "total_max_attempts": 2}
 
 
 @pytest.mark.parametrize("fault", [SLOW_DOWN, INTERNAL_ERROR], ids=lambda f: f.code)
@@ -140,3 +145,31 @@ def test_legacy_mode_chosen_by_the_user_is_left_whole(s3: LocalS3, installed: In
         client.head_bucket(Bucket=bucket)
     assert raised.value.response["ResponseMetadata"]["RetryAttempts"] == 0
     assert s3.requests.total == 1
+
+
+def test_a_429_with_a_modeled_error_code_is_not_retried(s3: LocalS3, installed: Installed) -> None:
+    # Issue 10, item 3: S3 GetObject models InvalidObjectState. botocore classified the
+    # response (a modeled, non-retryable error) and declined: so does the plugin.
+    _, client = installed()
+    bucket = s3.create_bucket()
+    s3.inject(HTTPFault(429, "InvalidObjectState", "archived"), times=None)
+    with pytest.raises(ClientError) as raised:
+        client.get_object(Bucket=bucket, Key="k")
+    assert raised.value.response["ResponseMetadata"]["RetryAttempts"] == 0
+    assert s3.requests.total == 1
+
+
+def test_a_gap_retry_waits_what_botocore_would(s3: LocalS3, installed: Installed) -> None:
+    # Issue 11: the wait of a retry the plugin adds is botocore's own backoff on this
+    # version; with the jitter at 0 only x-amz-retry-after (honoured by botocore's 2026
+    # retry behaviour, ignored before) makes it wait.
+    from botocore import configprovider
+
+    _, client = installed()
+    bucket = s3.create_bucket()
+    s3.inject(HTTPFault(408, "ClientTimeout", headers={"x-amz-retry-after": "1500"}), times=1)
+    with no_backoff() as skipped:
+        response = client.head_bucket(Bucket=bucket)
+    assert response["ResponseMetadata"]["RetryAttempts"] == 1
+    new_retries = getattr(configprovider, "NEW_RETRIES_ENABLED", False)
+    assert skipped.delays == [1.5 if new_retries else 0.0]

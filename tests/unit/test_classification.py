@@ -1,4 +1,5 @@
-"""What counts (contract §4): statuses, codes, exceptions, and which ones botocore retries."""
+"""What counts (docs/explanation/what-counts.md): statuses, codes, exceptions, and which ones
+botocore retries."""
 
 from __future__ import annotations
 
@@ -33,6 +34,8 @@ from botocore_resilience.classification import (
     is_failure_code,
     is_failure_exception,
     is_failure_status,
+    is_gap,
+    is_modeled_error,
     is_retryable_attempt,
     judge_exception,
     judge_response,
@@ -345,6 +348,76 @@ def test_botocore_does_not_retry_these(
 
 def test_botocore_does_not_retry_local_errors(operation_model: Any) -> None:
     assert not botocore_retries(retry_context(operation_model, exception=NoCredentialsError()))
+
+
+# -- the gaps: what botocore could not classify ----------------------------------------------
+
+
+def codecommit_list_repositories() -> Any:
+    session = botocore.session.Session()
+    return session.get_service_model("codecommit").operation_model("ListRepositories")
+
+
+def test_a_modeled_error_code_is_modeled() -> None:
+    # CodeCommit's ListRepositories declares InvalidOrderException (a shape without a
+    # modeled code: the shape's name is the code).
+    operation = codecommit_list_repositories()
+    assert is_modeled_error(retry_context(operation, 429, "InvalidOrderException"))
+    assert not is_modeled_error(retry_context(operation, 429, "TooManyRequests"))
+    assert not is_modeled_error(retry_context(operation, 429, None))
+
+
+def test_a_modeled_code_is_matched_by_its_modeled_code_too(operation_model: Any) -> None:
+    # S3 GetObject declares NoSuchKey; an unknown code and a bare status are not modeled.
+    assert is_modeled_error(retry_context(operation_model, 404, "NoSuchKey"))
+    assert not is_modeled_error(retry_context(operation_model, 404, "404"))
+    assert not is_modeled_error(retry_context(None, 404, "NoSuchKey"))  # type: ignore[arg-type]
+
+
+def test_a_429_with_a_modeled_code_is_no_gap() -> None:
+    # Issue 10, item 3: botocore classified it (and declines to retry it on 1.44); we must
+    # not retry it either, on any botocore.
+    context = retry_context(codecommit_list_repositories(), 429, "InvalidOrderException")
+    assert not botocore_retries(context)
+    assert not is_gap(context)
+
+
+@pytest.mark.parametrize(("status", "code"), [(408, "ClientTimeout"), (408, None), (408, "408")])
+def test_a_bare_408_is_a_gap(operation_model: Any, status: int, code: Optional[str]) -> None:
+    assert is_gap(retry_context(operation_model, status, code))
+
+
+@pytest.mark.parametrize(("status", "code"), [(429, "TooManyRequests"), (429, None)])
+def test_a_bare_429_is_a_gap_only_where_botocore_has_one(
+    operation_model: Any, status: int, code: Optional[str]
+) -> None:
+    context = retry_context(operation_model, status, code)
+    assert is_gap(context) == (not botocore_retries(context))
+
+
+@pytest.mark.parametrize(
+    ("status", "code"),
+    [(503, "SlowDown"), (500, None), (400, "Throttling"), (404, "NoSuchKey"), (403, None)],
+)
+def test_no_gap_where_botocore_retries_or_the_service_answered(
+    operation_model: Any, status: int, code: Optional[str]
+) -> None:
+    assert not is_gap(retry_context(operation_model, status, code))
+
+
+def test_no_gap_for_exceptions(operation_model: Any) -> None:
+    assert not is_gap(retry_context(operation_model, exception=endpoint_error(ReadTimeoutError)))
+    assert not is_gap(retry_context(operation_model, exception=NoCredentialsError()))
+
+
+def test_asking_botocore_leaves_the_request_context_alone(operation_model: Any) -> None:
+    # botocore's max-attempts checker records its limit in the request context, from where it
+    # goes into the next attempt's amz-sdk-request header: asking must not change it.
+    context = retry_context(operation_model, 408, None)
+    context.request_context["retries"] = {"attempt": 1, "max": 4, "invocation-id": "x"}
+    assert is_gap(context)
+    assert not botocore_retries(context)
+    assert context.request_context["retries"] == {"attempt": 1, "max": 4, "invocation-id": "x"}
 
 
 # -- describing an attempt for logs ---------------------------------------------------------

@@ -1,36 +1,35 @@
-"""Retries: the gap filler's decisions and backoff, and retry defaults on real botocore sessions.
+"""Retries: the gap filler's decisions and waits, and retry defaults on real botocore sessions.
 
 No client here is ever called: they are created (dummy credentials, a closed port) only to
-read the retry configuration botocore computed for them.
+read the retry configuration botocore computed for them, or the retry handler it registered.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import botocore.session
 import pytest
+from botocore import configprovider
 from botocore.awsrequest import AWSResponse
 from botocore.config import Config
-from botocore.exceptions import (
-    ConnectTimeoutError,
-    EndpointConnectionError,
-    NoCredentialsError,
-    ReadTimeoutError,
-)
+from botocore.exceptions import EndpointConnectionError, NoCredentialsError, ReadTimeoutError
+from botocore.retries import standard
 from botocore.retries.standard import RetryContext
 
 from botocore_resilience.retries import (
     GapFiller,
+    RetrySettings,
     apply_retry_defaults,
-    client_config_with_defaults,
+    apply_shared_retry_defaults,
     max_attempts_of,
-    missing_retry_settings,
     restore_retry_defaults,
 )
 
 OURS = {"mode": "adaptive", "total_max_attempts": 4}
+NEW_RETRIES = bool(getattr(configprovider, "NEW_RETRIES_ENABLED", False))
+"""botocore's 2026 retry behaviour: always on since 1.44, behind AWS_NEW_RETRIES_2026 in 1.43."""
 
 
 @pytest.fixture(autouse=True)
@@ -39,6 +38,7 @@ def isolated_aws_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path
     for name in (
         "AWS_RETRY_MODE",
         "AWS_MAX_ATTEMPTS",
+        "AWS_DEFAULTS_MODE",
         "AWS_PROFILE",
         "AWS_DEFAULT_PROFILE",
         "AWS_DEFAULT_REGION",
@@ -58,16 +58,15 @@ _LOADER = botocore.session.Session().get_component("data_loader")
 
 
 def new_session(**kwargs: Any) -> botocore.session.Session:
-    """A fresh botocore session that shares one (caching) data loader: the same models,
-    parsed once, so creating clients stays fast."""
+    """A fresh botocore session sharing one (caching) data loader: models parsed once."""
     session = botocore.session.Session(**kwargs)
     session.register_component("data_loader", _LOADER)
     return session
 
 
-def new_client(session: Any, config: Optional[Config] = None) -> Any:
+def new_client(session: Any, config: Optional[Config] = None, service: str = "s3") -> Any:
     return session.create_client(
-        "s3",
+        service,
         region_name="us-east-1",
         aws_access_key_id="AKIDEXAMPLE",
         aws_secret_access_key="secret",
@@ -76,60 +75,52 @@ def new_client(session: Any, config: Optional[Config] = None) -> Any:
     )
 
 
-# -- the gap filler -------------------------------------------------------------------------
+_LOADER_SESSION = new_session()
+
+# -- the gap filler ---------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def operation_model() -> Any:
-    return new_session().get_service_model("s3").operation_model("GetObject")
+_client_configs: dict[tuple[Any, ...], Any] = {}
 
 
-def context_factory(
-    operation_model: Any,
+def client_config(retries: dict[str, Any], service: str = "s3") -> Any:
+    """The resolved config of a real client (what botocore puts in the request context)."""
+    key = (service, *sorted(retries.items()))
+    if key not in _client_configs:
+        made = new_client(new_session(), Config(retries=dict(retries)), service)
+        _client_configs[key] = made.meta.config
+    return _client_configs[key]
+
+
+ADAPTIVE = {"mode": "adaptive", "total_max_attempts": 4}
+
+
+def context(
     status: Optional[int] = None,
     code: Optional[str] = None,
     exception: Optional[BaseException] = None,
     attempt: int = 1,
-) -> Callable[[], RetryContext]:
-    def build() -> RetryContext:
-        http = parsed = None
-        if status is not None:
-            http = AWSResponse("https://b.s3.amazonaws.com/k", status, {}, None)
-            parsed = {"ResponseMetadata": {"HTTPStatusCode": status}}
-            if code is not None:
-                parsed["Error"] = {"Code": code, "Message": "m"}
-        return RetryContext(
-            attempt_number=attempt,
-            operation_model=operation_model,
-            parsed_response=parsed,
-            http_response=http,
-            caught_exception=exception,
-            request_context={},
-        )
-
-    return build
-
-
-def never_called() -> RetryContext:
-    raise AssertionError("the retry context was built for an attempt that needs none")
-
-
-def delay(
-    filler: GapFiller,
-    operation_model: Any,
-    status: Optional[int] = None,
-    code: Optional[str] = None,
-    exception: Optional[BaseException] = None,
-    attempt: int = 1,
-    max_attempts: int = 4,
-) -> Optional[float]:
-    return filler.delay(
-        attempt=attempt,
-        max_attempts=max_attempts,
-        status=status,
-        code=code,
-        exception=exception,
-        retry_context=context_factory(operation_model, status, code, exception, attempt),
+    retries: Optional[dict[str, Any]] = None,
+    headers: Optional[dict[str, str]] = None,
+    service: str = "s3",
+    operation: str = "GetObject",
+    request_context: Optional[dict[str, Any]] = None,
+) -> RetryContext:
+    http = parsed = None
+    if status is not None:
+        http = AWSResponse("https://b.s3.amazonaws.com/k", status, headers or {}, None)
+        parsed = {"ResponseMetadata": {"HTTPStatusCode": status}}
+        if code is not None:
+            parsed["Error"] = {"Code": code, "Message": "m"}
+    if request_context is None:
+        request_context = {"client_config": client_config(retries or ADAPTIVE, service)}
+    return RetryContext(
+        attempt_number=attempt,
+        operation_model=_LOADER_SESSION.get_service_model(service).operation_model(operation),
+        parsed_response=parsed,
+        http_response=http,
+        caught_exception=exception,
+        request_context=request_context,
     )
 
 
@@ -147,465 +138,395 @@ def delay(
         (429, "TooManyRequestsException"),
     ],
 )
-def test_no_delay_where_botocore_retries(
-    operation_model: Any, status: int, code: Optional[str]
-) -> None:
+def test_no_delay_where_botocore_retries(status: int, code: Optional[str]) -> None:
     filler = GapFiller(lambda: 0.5)
     for attempt in (1, 2, 3):
-        assert delay(filler, operation_model, status, code, attempt=attempt) is None
+        assert filler.delay(context(status, code, attempt=attempt)) is None
 
 
 @pytest.mark.parametrize(
     "exception",
-    [
-        EndpointConnectionError(endpoint_url="http://x"),
-        ConnectTimeoutError(endpoint_url="http://x"),
-        ReadTimeoutError(endpoint_url="http://x"),
-    ],
+    [EndpointConnectionError(endpoint_url="http://x"), ReadTimeoutError(endpoint_url="http://x")],
     ids=lambda e: type(e).__name__,
 )
-def test_no_delay_for_connection_errors_botocore_retries(
-    operation_model: Any, exception: BaseException
-) -> None:
-    assert delay(GapFiller(lambda: 0.5), operation_model, exception=exception) is None
+def test_no_delay_for_connection_errors_botocore_retries(exception: BaseException) -> None:
+    assert GapFiller(lambda: 0.5).delay(context(exception=exception)) is None
 
 
 @pytest.mark.parametrize(
     ("status", "code"),
-    [(404, "NoSuchKey"), (403, "AccessDenied"), (400, "MalformedXML"), (409, None), (400, None)],
+    [(404, "NoSuchKey"), (403, "AccessDenied"), (400, "MalformedXML"), (409, None), (200, None)],
 )
-def test_no_delay_for_client_errors(operation_model: Any, status: int, code: Optional[str]) -> None:
-    filler = GapFiller(lambda: 0.5)
-    result = filler.delay(
-        attempt=1,
-        max_attempts=4,
-        status=status,
-        code=code,
-        exception=None,
-        retry_context=never_called,
-    )
-    assert result is None
-
-
-@pytest.mark.parametrize("status", [200, 204, 206, 301, 304])
-def test_no_delay_for_success(status: int) -> None:
-    filler = GapFiller(lambda: 0.5)
-    result = filler.delay(
-        attempt=1,
-        max_attempts=4,
-        status=status,
-        code=None,
-        exception=None,
-        retry_context=never_called,
-    )
-    assert result is None
+def test_no_delay_where_the_service_answered(status: int, code: Optional[str]) -> None:
+    assert GapFiller(lambda: 0.5).delay(context(status, code)) is None
 
 
 def test_no_delay_for_local_errors() -> None:
-    filler = GapFiller(lambda: 0.5)
-    result = filler.delay(
-        attempt=1,
-        max_attempts=4,
-        status=None,
-        code=None,
-        exception=NoCredentialsError(),
-        retry_context=never_called,
-    )
-    assert result is None
+    assert GapFiller(lambda: 0.5).delay(context(exception=NoCredentialsError())) is None
 
 
 @pytest.mark.parametrize(("status", "code"), [(408, "ClientTimeout"), (408, None)])
-def test_a_delay_for_bare_408(operation_model: Any, status: int, code: Optional[str]) -> None:
+def test_a_delay_for_a_bare_408(status: int, code: Optional[str]) -> None:
     filler = GapFiller(lambda: 0.5)
     for attempt in (1, 2, 3):
-        assert delay(filler, operation_model, status, code, attempt=attempt) is not None
+        assert filler.delay(context(status, code, attempt=attempt)) is not None
 
 
 @pytest.mark.parametrize(("status", "code"), [(429, "TooManyRequests"), (429, None)])
-def test_a_delay_for_bare_429_only_where_botocore_has_the_gap(
-    operation_model: Any, status: int, code: Optional[str]
+def test_a_delay_for_a_bare_429_only_where_botocore_has_the_gap(
+    status: int, code: Optional[str]
 ) -> None:
     # botocore 1.44 retries a bare 429 itself: then its handler decides (retry, or not for
     # its quota), and we must stay silent.
-    from botocore.retries.standard import StandardRetryConditions
+    itself = standard.StandardRetryConditions(max_attempts=10).is_retryable(context(status, code))
+    made = GapFiller(lambda: 0.5).delay(context(status, code))
+    assert (made is not None) == (not itself)
 
-    itself = StandardRetryConditions(max_attempts=10).is_retryable(
-        context_factory(operation_model, status, code)()
+
+def test_no_delay_for_a_429_with_a_modeled_error_code() -> None:
+    # Issue 10, item 3: CodeCommit's InvalidOrderException on a 429. botocore classified it
+    # (modeled, not retryable) and declines; a gap retry would override that.
+    declined = context(
+        429, "InvalidOrderException", service="codecommit", operation="ListRepositories"
     )
-    filler = GapFiller(lambda: 0.5)
-    for attempt in (1, 2, 3):
-        made = delay(filler, operation_model, status, code, attempt=attempt)
-        assert (made is not None) == (not itself)
+    assert GapFiller(lambda: 0.5).delay(declined) is None
+    bare = context(429, None, service="codecommit", operation="ListRepositories")
+    expected_gap = not standard.StandardRetryConditions(max_attempts=10).is_retryable(bare)
+    assert (GapFiller(lambda: 0.5).delay(bare) is not None) == expected_gap
 
 
-@pytest.mark.parametrize(("attempt", "max_attempts"), [(4, 4), (5, 4), (1, 1), (3, 3), (10, 2)])
-def test_no_delay_at_max_attempts(attempt: int, max_attempts: int) -> None:
-    filler = GapFiller(lambda: 0.5)
-    result = filler.delay(
-        attempt=attempt,
-        max_attempts=max_attempts,
-        status=429,
-        code="TooManyRequests",
-        exception=None,
-        retry_context=never_called,
-    )
-    assert result is None
+@pytest.mark.parametrize(
+    ("attempt", "retries"),
+    [
+        (4, ADAPTIVE),
+        (5, ADAPTIVE),
+        (1, {"mode": "standard", "total_max_attempts": 1}),
+        (3, {"mode": "standard", "max_attempts": 2}),  # Config's max_attempts counts retries
+        (3, {"mode": "standard"}),  # botocore's default: 3 attempts for S3
+    ],
+)
+def test_no_delay_at_the_clients_max_attempts(attempt: int, retries: dict[str, Any]) -> None:
+    assert GapFiller(lambda: 0.5).delay(context(408, attempt=attempt, retries=retries)) is None
 
 
-def test_the_last_retry_before_max_attempts_is_made(operation_model: Any) -> None:
-    assert delay(GapFiller(lambda: 0.5), operation_model, 408, attempt=3, max_attempts=4) == 2.0
+def test_the_last_retry_before_max_attempts_is_made() -> None:
+    assert GapFiller(lambda: 0.5).delay(context(408, attempt=3)) is not None
 
 
-@pytest.mark.parametrize("jitter", [0.0, 0.25, 0.5, 0.999])
-def test_backoff_shape(operation_model: Any, jitter: float) -> None:
+def test_legacy_mode_is_left_to_botocore() -> None:
+    # Legacy mode has its own table (it retries a bare 429 but not a 408): we add nothing.
+    legacy = context(408, retries={"mode": "legacy", "total_max_attempts": 4})
+    assert GapFiller(lambda: 0.5).delay(legacy) is None
+
+
+def test_no_delay_without_a_client_config() -> None:
+    assert GapFiller(lambda: 0.5).delay(context(408, request_context={})) is None
+
+
+# -- the wait: botocore's own backoff ----------------------------------------------------------
+
+
+def botocore_backoff(service: str, jitter: float) -> Any:
+    """The backoff botocore's own standard-mode handler uses for a ``service`` client, on this
+    botocore, with a fixed jitter (read out of the handler botocore registers)."""
+    client = new_client(new_session(), Config(retries={"mode": "standard"}), service)
+    handler = standard.register_retry_handler(client, max_attempts=99)
+    backoff = handler._retry_policy._retry_backoff
+    backoff._random = lambda: jitter
+    return backoff
+
+
+WAITS = [
+    ("s3", 408, "ClientTimeout", {}),
+    ("s3", 408, None, {}),
+    ("s3", 408, None, {"x-amz-retry-after": "1500"}),
+    ("s3", 408, None, {"x-amz-retry-after": "90000"}),  # capped: at most 5 s more
+    ("s3", 408, None, {"x-amz-retry-after": "junk"}),
+    ("s3", 429, "TooManyRequests", {}),
+    ("dynamodb", 408, None, {}),
+]
+
+
+@pytest.mark.parametrize(("service", "status", "code", "headers"), WAITS)
+@pytest.mark.parametrize("jitter", [0.0, 0.3, 0.999])
+def test_the_wait_is_exactly_botocores(
+    service: str, status: int, code: Optional[str], headers: dict[str, str], jitter: float
+) -> None:
+    # Issue 11: whatever botocore's backoff is on this version (1.31's 1 s base; the 2026
+    # behaviour's 50 ms / 25 ms DynamoDB / 1 s throttling bases, x-amz-retry-after), a retry
+    # we add waits what botocore's own handler would compute for the same attempt.
     filler = GapFiller(lambda: jitter)
-    expected = [jitter * min(2 ** (attempt - 1), 20) for attempt in range(1, 10)]
-    got = [
-        delay(filler, operation_model, 408, "ClientTimeout", attempt=attempt, max_attempts=99)
-        for attempt in range(1, 10)
-    ]
-    assert got == pytest.approx(expected)
-    assert max(g for g in got if g is not None) <= 20
+    for attempt in range(1, 8):
+        attempt_context = context(
+            status,
+            code,
+            attempt=attempt,
+            headers=headers,
+            service=service,
+            operation="GetItem" if service == "dynamodb" else "GetObject",
+            retries={"mode": "standard", "total_max_attempts": 99},
+        )
+        ours = filler.delay(attempt_context)
+        if ours is None:  # botocore itself retries this one here (a bare 429 on 1.44)
+            assert standard.StandardRetryConditions(99).is_retryable(attempt_context)
+            continue
+        assert ours == pytest.approx(
+            botocore_backoff(service, jitter).delay_amount(attempt_context)
+        )
 
 
-def test_zero_jitter_is_a_zero_delay_not_no_retry(operation_model: Any) -> None:
-    result = delay(GapFiller(lambda: 0.0), operation_model, 408, "ClientTimeout")
-    assert result == 0.0
-    assert result is not None  # botocore's first-non-None rule: 0 means "retry now"
+@pytest.mark.parametrize(
+    ("headers", "attempt", "jitter", "new", "old"),
+    [
+        ({}, 1, 0.5, 0.5 * 0.05, 0.5),
+        ({}, 3, 0.5, 0.5 * 0.2, 2.0),
+        ({}, 10, 1.0, 20.0, 20.0),  # capped at 20 s either way
+        ({"x-amz-retry-after": "1500"}, 1, 0.0, 1.5, 0.0),  # honoured by the 2026 behaviour
+        ({"x-amz-retry-after": "1500"}, 1, 0.5, 1.5, 0.5),
+        ({"x-amz-retry-after": "9000"}, 1, 0.0, 5.0, 0.0),  # at most 5 s past the backoff
+        ({"x-amz-retry-after": "-1"}, 1, 0.5, 0.025, 0.5),  # invalid: ignored
+    ],
+)
+def test_the_wait_in_numbers(
+    headers: dict[str, str], attempt: int, jitter: float, new: float, old: float
+) -> None:
+    # The same, spelt out for a bare 408 on S3 (not throttling: the 50 ms base).
+    wait = GapFiller(lambda: jitter).delay(
+        context(
+            408,
+            attempt=attempt,
+            headers=headers,
+            retries={"mode": "adaptive", "total_max_attempts": 99},
+        )
+    )
+    assert wait == pytest.approx(new if NEW_RETRIES else old)
 
 
-def test_the_default_jitter_is_random_and_bounded(operation_model: Any) -> None:
+def test_zero_jitter_is_a_zero_delay_not_no_retry() -> None:
+    wait = GapFiller(lambda: 0.0).delay(context(408))
+    assert wait == 0.0
+    assert wait is not None  # botocore's first-non-None rule: 0 means "retry now"
+
+
+def test_the_default_jitter_is_random_and_bounded() -> None:
     filler = GapFiller()
-    results = [delay(filler, operation_model, 408, attempt=3) for _ in range(50)]
-    assert all(r is not None and 0 <= r < 4 for r in results)
-    assert len(set(results)) > 1
+    waits = [filler.delay(context(408, attempt=3)) for _ in range(30)]
+    bound = 4 * (0.05 if NEW_RETRIES else 1)
+    assert all(w is not None and 0 <= w < bound for w in waits)
+    assert len(set(waits)) > 1
 
 
-# -- max_attempts_of ------------------------------------------------------------------------
+# -- max_attempts_of ----------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
     ("retries", "expected"),
     [
-        (None, 3),
-        ({}, 3),
-        ({"mode": "standard"}, 3),
-        ({"total_max_attempts": 4}, 4),
+        ({"mode": "standard", "total_max_attempts": 4}, 4),
         ({"total_max_attempts": 1}, 1),
         ({"max_attempts": 2}, 3),  # Config(retries={"max_attempts": n}) counts retries
         ({"max_attempts": 0}, 1),
         ({"max_attempts": 9, "total_max_attempts": 5}, 5),
     ],
 )
-def test_max_attempts_of(retries: Optional[dict[str, Any]], expected: int) -> None:
-    assert max_attempts_of(Config(retries=retries)) == expected
+def test_max_attempts_of(retries: dict[str, Any], expected: int) -> None:
+    assert max_attempts_of(retries, "s3") == expected
 
 
-def test_max_attempts_of_anything_without_retries() -> None:
-    assert max_attempts_of(None) == 3
-    assert max_attempts_of(object()) == 3
+def test_max_attempts_of_follows_botocores_defaults_per_service() -> None:
+    assert max_attempts_of({"mode": "standard"}, "s3") == 3
+    assert max_attempts_of({"mode": "standard"}, "dynamodb") == (4 if NEW_RETRIES else 3)
 
 
-def test_max_attempts_of_a_real_client() -> None:
-    session = new_session()
-    assert max_attempts_of(new_client(session).meta.config) == 3  # botocore's legacy default
-    session.set_default_client_config(Config(retries={"total_max_attempts": 6}))
-    assert max_attempts_of(new_client(session).meta.config) == 6
-    client = new_client(session, Config(retries={"max_attempts": 1}))
-    assert max_attempts_of(client.meta.config) == 2
+# -- retry defaults on real sessions -----------------------------------------------------------
 
 
-# -- apply_retry_defaults / restore_retry_defaults on real sessions --------------------------
-
-
-def botocore_default_retries() -> dict[str, Any]:
-    """A client's retries config when nobody chose anything: botocore's own default, which
-    changed from legacy to standard mode in botocore 1.44."""
-    return dict(new_client(new_session()).meta.config.retries)
-
-
-def test_botocore_default_is_not_ours() -> None:
-    # The premise of the tests below: without us, a client is on botocore's default mode
-    # (legacy before botocore 1.44, standard since), never adaptive, with no attempts set.
-    assert botocore_default_retries() in ({"mode": "legacy"}, {"mode": "standard"})
+def plain_retries(service: str = "s3") -> dict[str, Any]:
+    """A client's retries config when nobody chose anything (standard since botocore 1.44,
+    legacy before)."""
+    return dict(new_client(new_session(), service=service).meta.config.retries)
 
 
 def test_applied_when_nothing_is_set() -> None:
     session = new_session()
-    defaults = apply_retry_defaults(session, "adaptive", 4, {})
-    assert dict(defaults.applied) == OURS
-    assert defaults.previous is None
-    assert session.get_default_client_config().retries == OURS
-    retries = new_client(session).meta.config.retries
-    assert retries["mode"] == "adaptive"
-    assert retries["total_max_attempts"] == 4
+    apply_retry_defaults(session, "adaptive", 4)
+    assert new_client(session).meta.config.retries == OURS
+    assert new_client(session, service="dynamodb").meta.config.retries == OURS
 
 
 def test_applies_the_values_it_is_given() -> None:
     session = new_session()
-    apply_retry_defaults(session, "standard", 2, {})
+    apply_retry_defaults(session, "standard", 2)
     assert new_client(session).meta.config.retries == {"mode": "standard", "total_max_attempts": 2}
 
 
-def test_restore_removes_what_was_applied() -> None:
+def test_restore_gives_botocores_defaults_back() -> None:
     session = new_session()
-    defaults = apply_retry_defaults(session, "adaptive", 4, {})
+    defaults = apply_retry_defaults(session, "adaptive", 4)
     restore_retry_defaults(session, defaults)
-    assert session.get_default_client_config() is None
-    assert new_client(session).meta.config.retries == botocore_default_retries()
+    assert new_client(session).meta.config.retries == plain_retries()
+    assert session.get_default_client_config() is None  # never touched
+
+
+def test_restore_of_an_older_apply_leaves_the_newer_one() -> None:
+    session = new_session()
+    first = apply_retry_defaults(session, "adaptive", 4)
+    apply_retry_defaults(session, "standard", 6)
+    restore_retry_defaults(session, first)
+    assert new_client(session).meta.config.retries == {"mode": "standard", "total_max_attempts": 6}
+
+
+def test_apply_twice_is_one_layer() -> None:
+    session = new_session()
+    apply_retry_defaults(session, "adaptive", 4)
+    apply_retry_defaults(session, "adaptive", 5)
+    chain = session.get_component("config_store").get_config_provider("max_attempts")
+    assert sum("botocore_resilience" in repr(p) for p in chain._providers) == 1
+    assert new_client(session).meta.config.retries["total_max_attempts"] == 5
 
 
 @pytest.mark.parametrize(
-    ("environ", "applied"),
+    ("environ", "expected"),
     [
-        ({"AWS_RETRY_MODE": "standard"}, {"total_max_attempts": 4}),
-        ({"AWS_MAX_ATTEMPTS": "7"}, {"mode": "adaptive"}),
-        ({"AWS_RETRY_MODE": "standard", "AWS_MAX_ATTEMPTS": "7"}, {}),
-        ({"AWS_RETRY_MODE": ""}, OURS),  # empty is unset
-        ({"OTHER": "x"}, OURS),
+        ({"AWS_RETRY_MODE": "standard"}, {"mode": "standard", "total_max_attempts": 4}),
+        ({"AWS_MAX_ATTEMPTS": "7"}, {"mode": "adaptive", "total_max_attempts": 7}),
+        (
+            {"AWS_RETRY_MODE": "standard", "AWS_MAX_ATTEMPTS": "7"},
+            {"mode": "standard", "total_max_attempts": 7},
+        ),
+        ({"AWS_RETRY_MODE": "legacy"}, {"mode": "legacy", "total_max_attempts": 4}),
     ],
 )
-def test_not_applied_over_aws_environment_variables(
-    monkeypatch: pytest.MonkeyPatch, environ: dict[str, str], applied: dict[str, Any]
+def test_aws_environment_variables_win(
+    monkeypatch: pytest.MonkeyPatch, environ: dict[str, str], expected: dict[str, Any]
 ) -> None:
     for name, value in environ.items():
-        monkeypatch.setenv(name, value)  # so that botocore sees them too
+        monkeypatch.setenv(name, value)
     session = new_session()
-    defaults = apply_retry_defaults(session, "adaptive", 4, environ)
-    assert dict(defaults.applied) == applied
-    retries = new_client(session).meta.config.retries
-    assert retries["mode"] == (environ.get("AWS_RETRY_MODE") or "adaptive")
-    assert retries["total_max_attempts"] == int(environ.get("AWS_MAX_ATTEMPTS") or 4)
-
-
-def test_the_environ_passed_is_what_counts() -> None:
-    # AWS_RETRY_MODE in the mapping given, whatever os.environ holds.
-    session = new_session()
-    defaults = apply_retry_defaults(session, "adaptive", 4, {"AWS_RETRY_MODE": "legacy"})
-    assert dict(defaults.applied) == {"total_max_attempts": 4}
+    apply_retry_defaults(session, "adaptive", 4)
+    assert new_client(session).meta.config.retries == expected
 
 
 @pytest.mark.parametrize(
-    ("profile_lines", "applied", "mode", "total"),
+    ("profile_lines", "mode", "total"),
     [
-        (["retry_mode = standard"], {"total_max_attempts": 4}, "standard", 4),
-        (["max_attempts = 7"], {"mode": "adaptive"}, "adaptive", 7),
-        (["retry_mode = standard", "max_attempts = 7"], {}, "standard", 7),
-        (["region = eu-west-1"], OURS, "adaptive", 4),
+        (["retry_mode = standard"], "standard", 4),
+        (["max_attempts = 7"], "adaptive", 7),
+        (["retry_mode = standard", "max_attempts = 7"], "standard", 7),
+        (["region = eu-west-1"], "adaptive", 4),
     ],
 )
-def test_not_applied_over_the_profile(
-    isolated_aws_config: Path,
-    profile_lines: list[str],
-    applied: dict[str, Any],
-    mode: str,
-    total: int,
+def test_the_profile_wins(
+    isolated_aws_config: Path, profile_lines: list[str], mode: str, total: int
 ) -> None:
     isolated_aws_config.write_text("[default]\n" + "\n".join(profile_lines) + "\n")
-    session = new_session()  # created after the file is in place
-    defaults = apply_retry_defaults(session, "adaptive", 4, {})
-    assert dict(defaults.applied) == applied
-    retries = new_client(session).meta.config.retries
-    assert retries == {"mode": mode, "total_max_attempts": total}
+    session = new_session()
+    apply_retry_defaults(session, "adaptive", 4)
+    assert new_client(session).meta.config.retries == {"mode": mode, "total_max_attempts": total}
 
 
-def test_not_applied_over_a_named_profile(isolated_aws_config: Path) -> None:
+def test_a_named_profile_wins(isolated_aws_config: Path) -> None:
     isolated_aws_config.write_text(
         "[default]\n\n[profile batch]\nretry_mode = standard\nmax_attempts = 10\n"
     )
     session = new_session(profile="batch")
-    assert dict(apply_retry_defaults(session, "adaptive", 4, {}).applied) == {}
-    retries = new_client(session).meta.config.retries
-    assert retries == {"mode": "standard", "total_max_attempts": 10}
-    # ...while the default profile, which sets nothing, gets ours.
-    other = new_session()
-    assert dict(apply_retry_defaults(other, "adaptive", 4, {}).applied) == OURS
+    apply_retry_defaults(session, "adaptive", 4)
+    assert new_client(session).meta.config.retries == {"mode": "standard", "total_max_attempts": 10}
 
 
-def test_a_missing_profile_does_not_break_apply() -> None:
-    session = new_session(profile="does-not-exist")
-    defaults = apply_retry_defaults(session, "adaptive", 4, {})
-    assert dict(defaults.applied) == OURS
-
-
-@pytest.mark.parametrize(
-    ("variable", "value", "applied", "expected"),
-    [
-        ("retry_mode", "standard", {"total_max_attempts": 4}, {"mode": "standard"}),
-        ("max_attempts", 7, {"mode": "adaptive"}, {"total_max_attempts": 7}),
-    ],
-)
-def test_not_applied_over_a_session_instance_variable(
-    variable: str, value: Any, applied: dict[str, Any], expected: dict[str, Any]
-) -> None:
-    session = new_session()
-    session.set_config_variable(variable, value)
-    defaults = apply_retry_defaults(session, "adaptive", 4, {})
-    assert dict(defaults.applied) == applied
-    retries = new_client(session).meta.config.retries
-    for key, wanted in expected.items():
-        assert retries[key] == wanted
-    assert retries == {**OURS, **expected}
-
-
-@pytest.mark.parametrize(
-    ("existing", "applied", "client_retries"),
-    [
-        (
-            {"mode": "standard"},
-            {"total_max_attempts": 4},
-            {"mode": "standard", "total_max_attempts": 4},
-        ),
-        (
-            {"total_max_attempts": 2},
-            {"mode": "adaptive"},
-            {"mode": "adaptive", "total_max_attempts": 2},
-        ),
-        ({"max_attempts": 1}, {"mode": "adaptive"}, {"mode": "adaptive", "total_max_attempts": 2}),
-        (
-            {"mode": "legacy", "total_max_attempts": 9},
-            {},
-            {"mode": "legacy", "total_max_attempts": 9},
-        ),
-    ],
-)
-def test_not_applied_over_a_default_client_config_with_retries(
-    existing: dict[str, Any], applied: dict[str, Any], client_retries: dict[str, Any]
-) -> None:
-    session = new_session()
-    previous = Config(connect_timeout=7, retries=dict(existing))
-    session.set_default_client_config(previous)
-    defaults = apply_retry_defaults(session, "adaptive", 4, {})
-    assert dict(defaults.applied) == applied
-    client = new_client(session)
-    assert client.meta.config.retries == client_retries
-    assert client.meta.config.connect_timeout == 7
-    assert previous.retries == existing  # the user's object is not modified
-    restore_retry_defaults(session, defaults)
-    assert session.get_default_client_config() is previous
-
-
-def test_other_options_of_an_existing_default_client_config_are_kept() -> None:
-    session = new_session()
-    previous = Config(connect_timeout=3, read_timeout=9, max_pool_connections=33)
-    session.set_default_client_config(previous)
-    defaults = apply_retry_defaults(session, "adaptive", 4, {})
-    assert dict(defaults.applied) == OURS
-    config = new_client(session).meta.config
-    assert (config.connect_timeout, config.read_timeout, config.max_pool_connections) == (3, 9, 33)
-    assert config.retries == OURS
-    assert previous.retries is None  # merged into a new object, not modified in place
-    restore_retry_defaults(session, defaults)
-    assert session.get_default_client_config() is previous
-
-
-def test_a_user_set_standard_survives_a_client_config() -> None:
-    session = new_session()
-    apply_retry_defaults(session, "adaptive", 4, {})
-    client = new_client(session, Config(retries={"mode": "standard"}))
-    assert client.meta.config.retries["mode"] == "standard"
-    # A client Config without retries gets ours.
-    other = new_client(session, Config(connect_timeout=5))
-    assert other.meta.config.retries == OURS
-    assert other.meta.config.connect_timeout == 5
-
-
-def test_apply_twice_then_restore_each() -> None:
-    session = new_session()
-    first = apply_retry_defaults(session, "adaptive", 4, {})
-    restore_retry_defaults(session, first)
-    second = apply_retry_defaults(session, "standard", 6, {})
-    assert new_client(session).meta.config.retries == {"mode": "standard", "total_max_attempts": 6}
-    restore_retry_defaults(session, second)
-    assert session.get_default_client_config() is None
-
-
-def test_restore_is_a_no_op_when_nothing_was_applied() -> None:
-    session = new_session()
-    previous = Config(retries={"mode": "standard", "total_max_attempts": 2})
-    session.set_default_client_config(previous)
-    defaults = apply_retry_defaults(session, "adaptive", 4, {})
-    assert dict(defaults.applied) == {}
-    later = Config(connect_timeout=1)
-    session.set_default_client_config(later)  # the user changed it since
-    restore_retry_defaults(session, defaults)
-    assert session.get_default_client_config() is later
-
-
-def test_missing_retry_settings() -> None:
-    session = new_session()
-    assert missing_retry_settings(session, {}, "adaptive", 4, {}) == OURS
-    assert missing_retry_settings(session, {"mode": "legacy"}, "adaptive", 4, {}) == {
-        "total_max_attempts": 4
-    }
-    assert missing_retry_settings(session, {"max_attempts": 3}, "adaptive", 4, {}) == {
-        "mode": "adaptive"
-    }
-
-
-# -- client_config_with_defaults (where we see client creation, not the session) -------------
-
-
-def test_client_config_with_defaults_when_nothing_is_set() -> None:
-    session = new_session()
-    config = client_config_with_defaults(session, None, "adaptive", 4, {})
-    assert config is not None
-    assert config.retries == OURS
-    assert new_client(session, config).meta.config.retries == OURS
-
-
-def test_client_config_with_defaults_keeps_what_a_config_sets_and_fills_the_rest() -> None:
-    # Each key on its own: the user chose the mode, not the attempts.
-    session = new_session()
-    mine = Config(retries={"mode": "standard"})
-    config = client_config_with_defaults(session, mine, "adaptive", 4, {})
-    assert config is not None
-    assert config.retries == {"mode": "standard", "total_max_attempts": 4}
-    assert mine.retries == {"mode": "standard"}
-    counted = Config(retries={"max_attempts": 2})  # botocore: 2 retries, i.e. 3 attempts
-    config = client_config_with_defaults(session, counted, "adaptive", 4, {})
-    assert config is not None
-    assert config.retries == {"max_attempts": 2, "mode": "adaptive"}
-
-
-def test_client_config_with_defaults_keeps_a_config_that_sets_both() -> None:
-    session = new_session()
-    mine = Config(retries={"mode": "standard", "total_max_attempts": 2})
-    assert client_config_with_defaults(session, mine, "adaptive", 4, {}) is mine
-
-
-def test_client_config_with_defaults_merges_into_a_config_without_retries() -> None:
-    session = new_session()
-    mine = Config(connect_timeout=5, region_name="eu-west-1")
-    config = client_config_with_defaults(session, mine, "adaptive", 4, {})
-    assert config is not None
-    assert config.retries == OURS
-    assert config.connect_timeout == 5
-    assert config.region_name == "eu-west-1"
-    assert mine.retries is None
-
-
-def test_client_config_with_defaults_respects_the_session_and_environment(
+def test_a_profile_written_after_install_is_read_when_the_client_is_made(
     isolated_aws_config: Path,
 ) -> None:
     session = new_session()
-    session.set_default_client_config(Config(retries={"mode": "standard"}))
-    config = client_config_with_defaults(session, None, "adaptive", 4, {})
-    assert config is not None
-    assert config.retries == {"mode": "standard", "total_max_attempts": 4}
+    apply_retry_defaults(session, "adaptive", 4)
+    isolated_aws_config.write_text("[default]\nmax_attempts = 9\n")
+    session = new_session()  # botocore reads the file once per session
+    apply_retry_defaults(session, "adaptive", 4)
+    assert new_client(session).meta.config.retries == {"mode": "adaptive", "total_max_attempts": 9}
 
-    environ = {"AWS_RETRY_MODE": "standard", "AWS_MAX_ATTEMPTS": "2"}
-    plain = new_session()
-    assert client_config_with_defaults(plain, None, "adaptive", 4, environ) is None
-    mine = Config(connect_timeout=1)
-    assert client_config_with_defaults(plain, mine, "adaptive", 4, environ) is mine
 
-    isolated_aws_config.write_text("[default]\nmax_attempts = 8\n")
-    profiled = new_session()
-    config = client_config_with_defaults(profiled, None, "adaptive", 4, {})
-    assert config is not None
-    assert config.retries == {"mode": "adaptive"}
-    assert new_client(profiled, config).meta.config.retries == {
-        "mode": "adaptive",
-        "total_max_attempts": 8,
-    }
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        ("retry_mode", "standard", {"mode": "standard", "total_max_attempts": 4}),
+        ("max_attempts", 7, {"mode": "adaptive", "total_max_attempts": 7}),
+    ],
+)
+def test_a_session_instance_variable_wins(
+    variable: str, value: Any, expected: dict[str, Any]
+) -> None:
+    session = new_session()
+    apply_retry_defaults(session, "adaptive", 4)
+    session.set_config_variable(variable, value)  # after install too
+    assert new_client(session).meta.config.retries == expected
+
+
+@pytest.mark.parametrize(
+    ("retries", "expected"),
+    [
+        ({"mode": "standard"}, {"mode": "standard", "total_max_attempts": 4}),
+        ({"total_max_attempts": 2}, {"mode": "adaptive", "total_max_attempts": 2}),
+        ({"max_attempts": 1}, {"mode": "adaptive", "total_max_attempts": 2}),
+        ({"mode": "legacy"}, {"mode": "legacy", "total_max_attempts": 4}),
+        ({"mode": "legacy", "total_max_attempts": 9}, {"mode": "legacy", "total_max_attempts": 9}),
+    ],
+)
+def test_each_setting_of_a_config_wins_on_its_own(
+    retries: dict[str, Any], expected: dict[str, Any]
+) -> None:
+    # The same for the session's default Config and a client's Config (botocore merges them
+    # before it looks at its configuration chain, where our layer is).
+    for through_default in (False, True):
+        session = new_session()
+        apply_retry_defaults(session, "adaptive", 4)
+        mine = Config(connect_timeout=7, retries=dict(retries))
+        if through_default:
+            session.set_default_client_config(mine)
+            client = new_client(session)
+        else:
+            client = new_client(session, mine)
+        assert client.meta.config.retries == expected
+        assert client.meta.config.connect_timeout == 7
+
+
+def test_defaults_mode_keeps_its_timeouts_and_not_its_retry_mode(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # defaults_mode rewrites the default of botocore's retry_mode chain when a client is made;
+    # our layer sits above that default, and everything else defaults_mode sets stays.
+    monkeypatch.setenv("AWS_DEFAULTS_MODE", "standard")
+    plain = new_client(new_session())
+    session = new_session()
+    apply_retry_defaults(session, "adaptive", 4)
+    client = new_client(session)
+    assert client.meta.config.retries == OURS
+    assert client.meta.config.connect_timeout == plain.meta.config.connect_timeout == 3.1
+
+
+def test_a_chain_replaced_by_the_user_gets_the_layer_again() -> None:
+    session = new_session()
+    apply_retry_defaults(session, "adaptive", 4)
+    store = session.get_component("config_store")
+    store.set_config_provider("max_attempts", configprovider.ConstantProvider(2))
+    apply_retry_defaults(session, "adaptive", 4)
+    assert new_client(session).meta.config.retries == {"mode": "adaptive", "total_max_attempts": 2}
+
+
+def test_shared_defaults_follow_their_source() -> None:
+    current: list[Optional[RetrySettings]] = [RetrySettings("adaptive", 4)]
+    session = new_session()
+    apply_shared_retry_defaults(session, lambda: current[0])
+    assert new_client(session).meta.config.retries == OURS
+    current[0] = RetrySettings("standard", 2)
+    assert new_client(session).meta.config.retries == {"mode": "standard", "total_max_attempts": 2}
+    current[0] = None
+    assert new_client(session).meta.config.retries == plain_retries()
+
+
+def test_the_session_install_wins_over_shared_defaults() -> None:
+    session = new_session()
+    apply_shared_retry_defaults(session, lambda: RetrySettings("standard", 2))
+    defaults = apply_retry_defaults(session, "adaptive", 6)
+    assert new_client(session).meta.config.retries == {"mode": "adaptive", "total_max_attempts": 6}
+    restore_retry_defaults(session, defaults)
+    assert new_client(session).meta.config.retries == {"mode": "standard", "total_max_attempts": 2}
