@@ -888,3 +888,286 @@ def test_both_satisfy_the_sink_protocol(metrics: Metrics) -> None:
     # Metrics has more (the bound on bucket labels), but every method of the protocol.
     assert protocol <= {name for name in vars(Metrics) if not name.startswith("_")}
     assert len(sinks) == 2
+
+
+# -- bounded bucket label ------------------------------------------------------------------
+
+
+def bucket_counts(registry: CollectorRegistry) -> dict[str, float]:
+    """``{bucket label: calls}`` summed over every series of operations_total."""
+    counts: dict[str, float] = {}
+    for family in registry.collect():
+        for sample in family.samples:
+            if sample.name == "botocore_operations_total":
+                bucket = sample.labels["bucket"]
+                counts[bucket] = counts.get(bucket, 0.0) + sample.value
+    return counts
+
+
+@pytest.mark.parametrize("kind", ["single process", "prometheus-client classes"])
+def test_buckets_past_the_bound_are_counted_under_other(
+    registry: CollectorRegistry, tmp_path: Path, kind: str
+) -> None:
+    environ = {} if kind == "single process" else {"PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    metrics = Metrics(registry, "botocore", environ=environ, max_buckets=3)
+    for n in range(10):
+        metrics.call_finished("s3", "GetObject", f"bucket-{n}", "success", 0.1)
+        metrics.call_finished("s3", "PutObject", f"bucket-{n}", "error", 0.1)
+    metrics.call_finished("dynamodb", "GetItem", "", "success", 0.1)  # "" is no bucket
+    counts = bucket_counts(registry)
+    assert counts == {
+        "bucket-0": 2.0,
+        "bucket-1": 2.0,
+        "bucket-2": 2.0,
+        "__other__": 14.0,
+        "": 1.0,
+    }
+    assert sum(counts.values()) == 21  # every call counted once
+    durations = [
+        s
+        for family in registry.collect()
+        for s in family.samples
+        if s.name == "botocore_operation_duration_seconds_count"
+    ]
+    assert {s.labels["bucket"] for s in durations} == {
+        "bucket-0",
+        "bucket-1",
+        "bucket-2",
+        "__other__",
+        "",
+    }
+
+
+def test_a_bucket_admitted_once_keeps_its_label(registry: CollectorRegistry) -> None:
+    metrics = Metrics(registry, "botocore", environ={}, max_buckets=1)
+    metrics.call_finished("s3", "GetObject", "first", "success", 0.1)
+    metrics.call_finished("s3", "GetObject", "second", "success", 0.1)
+    metrics.call_finished("s3", "HeadObject", "first", "success", 0.1)  # a new operation
+    assert bucket_counts(registry) == {"first": 2.0, "__other__": 1.0}
+
+
+def test_the_bound_is_the_largest_any_install_asked_for(registry: CollectorRegistry) -> None:
+    metrics = metrics_for(registry, "botocore", max_buckets=2)
+    assert metrics_for(registry, "botocore", max_buckets=5) is metrics
+    assert metrics.max_buckets == 5
+    metrics_for(registry, "botocore", max_buckets=1)
+    assert metrics.max_buckets == 5
+
+
+def test_racing_new_buckets_never_pass_the_bound(registry: CollectorRegistry) -> None:
+    metrics = Metrics(registry, "botocore", environ={}, max_buckets=10)
+    threads = 16
+    barrier = threading.Barrier(threads)
+
+    def call(i: int) -> None:
+        barrier.wait(timeout=10)
+        for n in range(50):
+            metrics.call_finished("s3", "GetObject", f"t{i}-{n}", "success", 0.1)
+
+    workers = [threading.Thread(target=call, args=(i,)) for i in range(threads)]
+    for thread in workers:
+        thread.start()
+    for thread in workers:
+        thread.join(timeout=60)
+    counts = bucket_counts(registry)
+    assert len(counts) == 10 + 1  # ten buckets and __other__
+    assert sum(counts.values()) == threads * 50
+
+
+# -- the gauge shows the circuit that judges the calls -------------------------------------
+
+
+def gauge(registry: CollectorRegistry, name: str = "s3/us-east-1") -> Optional[float]:
+    return registry.get_sample_value("botocore_circuit_breaker_state", {"circuit_name": name})
+
+
+def test_an_older_circuit_of_the_same_name_does_not_move_the_gauge(
+    registry: CollectorRegistry, metrics: Metrics
+) -> None:
+    # A re-install() with new options while a call is in flight: the old circuit (still
+    # judging that call) opens after the new one has taken over the name.
+    from botocore_resilience.breaker import BreakerPolicy, CircuitBreaker, Outcome
+    from botocore_resilience.testing import FakeClock
+
+    clock = FakeClock()
+    old = CircuitBreaker(
+        "s3/us-east-1", BreakerPolicy(failure_threshold=1), clock, metrics.transition
+    )
+    metrics.circuit_added(old.name, old.state, old)
+    in_flight = old.acquire()
+    new = CircuitBreaker(
+        "s3/us-east-1", BreakerPolicy(failure_threshold=3), clock, metrics.transition
+    )
+    metrics.circuit_added(new.name, new.state, new)
+    old.record(in_flight, Outcome.FAILURE, "503")
+    assert old.state is OPEN
+    assert gauge(registry) == 0  # new, which judges every call from now on, is closed
+    value = registry.get_sample_value(
+        "botocore_circuit_breaker_transitions_total",
+        {"circuit_name": "s3/us-east-1", "from_state": "closed", "to_state": "open"},
+    )
+    assert value == 1  # the old circuit's transition happened, and is counted
+    for _ in range(3):
+        new.record(new.acquire(), Outcome.FAILURE, "503")
+    assert gauge(registry) == 2
+
+
+def test_the_gauge_reads_the_owner_whatever_order_transitions_arrive_in(
+    registry: CollectorRegistry, metrics: Metrics
+) -> None:
+    from botocore_resilience.breaker import BreakerPolicy, CircuitBreaker, Outcome
+    from botocore_resilience.testing import FakeClock
+
+    delivered: list[Transition] = []
+    breaker = CircuitBreaker(
+        "s3/us-east-1", BreakerPolicy(failure_threshold=1), FakeClock(), delivered.append
+    )
+    metrics.circuit_added(breaker.name, breaker.state, breaker)
+    breaker.record(breaker.acquire(), Outcome.FAILURE, "503")
+    breaker.reset()
+    for late in reversed(delivered):  # closed last happened, but open is delivered last
+        metrics.transition(late)
+    assert gauge(registry) == 0
+
+
+def test_removing_a_circuit_that_lost_its_name_keeps_the_owners_series(
+    registry: CollectorRegistry, metrics: Metrics
+) -> None:
+    from botocore_resilience.breaker import CircuitBreaker
+
+    old, new = CircuitBreaker("s3/us-east-1"), CircuitBreaker("s3/us-east-1")
+    metrics.circuit_added(old.name, old.state, old)
+    metrics.circuit_added(new.name, new.state, new)
+    metrics.circuit_removed(old.name, old)
+    assert gauge(registry) == 0
+    metrics.circuit_removed(new.name, new)
+    assert gauge(registry) is None
+
+
+def test_two_live_installations_sharing_names_are_warned_about(
+    registry: CollectorRegistry, metrics: Metrics, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Two differently configured Circuits, both alive (both judge calls), one registry.
+    from botocore_resilience.breaker import BreakerPolicy
+    from botocore_resilience.circuits import Circuits
+    from botocore_resilience.testing import FakeClock
+
+    def circuits(threshold: int) -> Circuits:
+        return Circuits(
+            scope="service",
+            prefix="",
+            policy=BreakerPolicy(failure_threshold=threshold),
+            clock=FakeClock(),
+            observer=metrics.transition,
+            on_created=lambda b: metrics.circuit_added(b.name, b.state, b),
+        )
+
+    first, second = circuits(5), circuits(2)
+    with caplog.at_level("WARNING", logger="botocore_resilience"):
+        first.breaker_for("s3", "us-east-1", "GetObject", "")
+        assert caplog.records == []
+        second.breaker_for("s3", "us-east-1", "GetObject", "")
+        second.breaker_for("sqs", "us-east-1", "SendMessage", "")  # a name only one has
+    [record] = caplog.records
+    assert "s3/us-east-1" in record.getMessage()
+    assert "name" in record.getMessage()
+
+
+def test_no_warning_when_the_older_installation_is_gone(
+    registry: CollectorRegistry, metrics: Metrics, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A re-install: the old circuits are dropped; a breaker of theirs may live on with a
+    # call in flight, but judges nothing new.
+    from botocore_resilience.breaker import BreakerPolicy
+    from botocore_resilience.circuits import Circuits
+    from botocore_resilience.testing import FakeClock
+
+    def circuits(threshold: int) -> Circuits:
+        return Circuits(
+            scope="service",
+            prefix="",
+            policy=BreakerPolicy(failure_threshold=threshold),
+            clock=FakeClock(),
+            observer=metrics.transition,
+            on_created=lambda b: metrics.circuit_added(b.name, b.state, b),
+        )
+
+    old = circuits(5)
+    in_flight = old.breaker_for("s3", "us-east-1", "GetObject", "")
+    del old
+    gc.collect()
+    with caplog.at_level("WARNING", logger="botocore_resilience"):
+        circuits(2).breaker_for("s3", "us-east-1", "GetObject", "")
+    assert caplog.records == []
+    assert in_flight.name == "s3/us-east-1"
+
+
+# -- registration is all or nothing --------------------------------------------------------
+
+
+class FlakyRegistry(CollectorRegistry):
+    """Refuses the ``fail_at``-th registration once, with an error of its own."""
+
+    def __init__(self, fail_at: int) -> None:
+        super().__init__()
+        self.fail_at = fail_at
+        self.calls = 0
+
+    def register(self, collector: Any) -> None:
+        self.calls += 1
+        if self.calls == self.fail_at:
+            raise RuntimeError("the registry's backend hiccupped")
+        super().register(collector)
+
+
+def collectors_registered() -> int:
+    counting = FlakyRegistry(fail_at=0)
+    Metrics(counting, "botocore", environ={})
+    return counting.calls
+
+
+@pytest.mark.parametrize("which", ["first", "middle", "last"])
+def test_a_registry_that_fails_once_keeps_none_of_our_families(which: str) -> None:
+    total = collectors_registered()
+    registry = FlakyRegistry({"first": 1, "middle": total // 2 + 1, "last": total}[which])
+    with pytest.raises(RuntimeError, match="hiccupped"):
+        metrics_for(registry, "botocore")
+    assert list(registry.collect()) == []
+    metrics = metrics_for(registry, "botocore")  # the next attempt registers them all
+    metrics.call_finished("s3", "GetObject", "", "success", 0.1)
+    reference = CollectorRegistry()
+    metrics_for(reference, "botocore").call_finished("s3", "GetObject", "", "success", 0.1)
+    assert families(registry) == families(reference)
+
+
+# -- fork ----------------------------------------------------------------------------------
+
+
+def test_locks_held_at_fork_are_free_in_the_child(registry: CollectorRegistry) -> None:
+    # What os.fork() runs in the child, run here: every lock a thread of the parent may
+    # have held (ours, and those of the prometheus-client objects we own) is released.
+    from botocore_resilience import _fork
+
+    metrics = metrics_for(registry, "botocore")
+    metrics.call_finished("s3", "GetObject", "photos", "success", 0.1)
+    metrics.retry_made("s3", "GetObject", 1)
+    metrics.circuit_added("s3/us-east-1", CLOSED)
+    calls: Any = metrics._calls
+    [series] = calls._series.values()
+    retry_child = next(iter(metrics._retry_children.values()))
+    held = [
+        metrics._circuit_lock,
+        calls._lock,
+        series.lock,
+        calls.buckets._lock,
+        metrics._retries._lock,
+        retry_child._value._lock,
+        registry._lock,
+    ]
+    for lock in held:
+        assert lock.acquire(blocking=False)
+    _fork._after_fork_in_child()
+    from botocore_resilience import metrics as metrics_module
+
+    metrics_module._reinit_registry_locks_in_child()
+    assert [lock.locked() for lock in held] == [False] * len(held)
