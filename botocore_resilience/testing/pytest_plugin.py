@@ -19,6 +19,13 @@ project's own ``s3`` or ``clock`` fixtures.
     :class:`~botocore_resilience.testing.SkippedBackoff` record.
 ``resilience_fake_clock``
     A :class:`~botocore_resilience.testing.FakeClock` at 0.
+``resilience_aio_session`` / ``resilience_aioboto3_session``
+    For async tests: a fresh ``aiobotocore`` ``AioSession`` / ``aioboto3.Session``
+    (dummy credentials, ``us-east-1``); the test is skipped when that package is not
+    installed. Plain objects, not coroutines, so they work under any async test runner
+    (pytest-asyncio, anyio, or ``asyncio.run`` in a plain test); make clients inside the
+    test's loop with ``resilience_local_s3.aio_client(session=...)``. ``resilience_no_backoff``
+    also takes the waiting out of aiobotocore's retries.
 
 Example::
 
@@ -49,6 +56,8 @@ if TYPE_CHECKING:
     from botocore_resilience.testing import FakeClock, FaultInjector, LocalS3, SkippedBackoff
 
 __all__ = [
+    "resilience_aio_session",
+    "resilience_aioboto3_session",
     "resilience_fake_clock",
     "resilience_fault_injector",
     "resilience_local_s3",
@@ -114,3 +123,31 @@ def resilience_fake_clock() -> FakeClock:
     from botocore_resilience.testing import FakeClock
 
     return FakeClock()
+
+
+@pytest.fixture
+def resilience_aio_session() -> Any:
+    """A new ``aiobotocore.session.AioSession`` (dummy credentials, ``us-east-1``).
+
+    Skips the test when aiobotocore is not installed. Example::
+
+        def test_async_get(resilience_local_s3, resilience_s3_bucket, resilience_aio_session):
+            async def main():
+                async with resilience_local_s3.aio_client(session=resilience_aio_session) as s3:
+                    await s3.head_bucket(Bucket=resilience_s3_bucket)
+
+            asyncio.run(main())
+    """
+    pytest.importorskip("aiobotocore")
+    from botocore_resilience.testing._aio_clients import make_aio_session
+
+    return make_aio_session()
+
+
+@pytest.fixture
+def resilience_aioboto3_session() -> Any:
+    """A new ``aioboto3.Session`` (dummy credentials, ``us-east-1``); skips without aioboto3."""
+    pytest.importorskip("aioboto3")
+    from botocore_resilience.testing._aio_clients import make_aioboto3_session
+
+    return make_aioboto3_session()
