@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -24,9 +23,9 @@ STANDARD_4 = Config(retries={"mode": "standard", "total_max_attempts": 4})
 
 
 @pytest.fixture
-def skipped_waits() -> Iterator[None]:
+def skipped_waits() -> None:
     # This module checks no_backoff itself: no block of it may be open around these tests.
-    yield None
+    return None
 
 
 class FrozenClock:
