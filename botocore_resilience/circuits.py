@@ -33,7 +33,7 @@ already clear, so anything used since the sweep last passed gets another round.
 from __future__ import annotations
 
 import weakref
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 from . import _fork
 from .breaker import BreakerPolicy, CircuitBreaker, CircuitState, Observer, Transition
@@ -49,6 +49,10 @@ DEFAULT_MAX_CIRCUITS = 1000
 # service-wide), new circuits fall back to their service circuit without sweeping again
 # for this long: a registry full of open circuits must not cost a full sweep per call.
 _RESWEEP_AFTER = 1.0
+
+# Makes the breaker of a new circuit: CircuitBreaker itself, or one whose state lives in a
+# store shared by a fleet (botocore_resilience.store.fleet), which has the same interface.
+BreakerFactory = Callable[[str, BreakerPolicy, Clock, Observer], Any]
 
 Key = tuple[str, str, str]  # (service, region, operation or bucket or "")
 
@@ -113,6 +117,7 @@ class Circuits:
         on_created: Optional[Callable[[CircuitBreaker], None]] = None,
         on_removed: Optional[Callable[[CircuitBreaker], None]] = None,
         max_circuits: int = DEFAULT_MAX_CIRCUITS,
+        breaker_factory: Optional[BreakerFactory] = None,
     ) -> None:
         if scope not in ("service", "operation", "bucket"):
             raise ValueError(f"unknown scope {scope!r}")
@@ -126,6 +131,7 @@ class Circuits:
         self._observer = observer
         self._on_created = on_created
         self._on_removed = on_removed
+        self._factory: BreakerFactory = breaker_factory or CircuitBreaker
         self._max = max_circuits
         self._by_key: dict[Key, _Entry] = {}
         self._ring: list[_Entry] = []  # every entry once, in sweep order
@@ -203,7 +209,7 @@ class Circuits:
         service, region, detail = key
         name = f"{self._prefix}{service}/{region}" + (f"/{detail}" if detail else "")
         entry = _Entry(key, self._observer)
-        entry.breaker = CircuitBreaker(name, self._policy, self._clock, entry)
+        entry.breaker = self._factory(name, self._policy, self._clock, entry)
         return entry
 
     def _sweep(self) -> Optional[_Entry]:

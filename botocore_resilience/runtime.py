@@ -38,6 +38,7 @@ from .logs import logger
 from .metrics import MetricsSink, metrics_for
 from .observers import LogObserver, MetricsObserver, Observer, Observers
 from .retries import GapFiller
+from .store.wiring import fleet_breaker_factory
 
 __all__ = ["Runtime", "build_runtime", "serve_metrics"]
 
@@ -126,7 +127,7 @@ def build_runtime(
     observers = Observers(_subscribers(settings, metrics))
     circuits = None
     if settings.breaker != "off":
-        circuits = _circuits(settings, clock, metrics, observers)
+        circuits = _circuits(settings, clock, metrics, observers, registry)
     return Runtime(
         settings,
         environ=environ,
@@ -202,12 +203,20 @@ _shared_lock = _fork.new_lock()
 
 
 def _circuits(
-    settings: Settings, clock: Clock, metrics: Optional[MetricsSink], observers: Observers
+    settings: Settings,
+    clock: Clock,
+    metrics: Optional[MetricsSink],
+    observers: Observers,
+    registry: Any = None,
 ) -> Circuits:
-    """The circuits of an installation: in this process, shared by equal installations.
-    (A state store shared by a fleet is chosen here, from its settings.)"""
+    """The circuits of an installation: in this process, shared by equal installations;
+    with ``state_url``, each one's state lives in that store, shared by the fleet."""
     policy = _policy(settings)
-    key = (settings.name, settings.scope, settings.max_circuits, policy, metrics, clock)
+    url = settings.state_url
+    store_key = (url.unredacted(), settings.state_timeout) if url is not None else None
+    key = (settings.name, settings.scope, settings.max_circuits, policy, metrics, clock, store_key)
+    # Raises ConfigurationError (before anything is registered) without redis-py.
+    factory = fleet_breaker_factory(settings, registry=registry, metrics=metrics is not None)
     with _shared_lock:
         circuits = _shared.get(key)
         if circuits is None:
@@ -220,5 +229,6 @@ def _circuits(
                 on_created=observers.circuit_added,
                 on_removed=observers.circuit_removed,
                 max_circuits=settings.max_circuits,
+                breaker_factory=factory,
             )
         return circuits
