@@ -13,24 +13,61 @@ keeps the first registration.
 
 from __future__ import annotations
 
-import os
-import threading
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import wrapt
 
-from .config import Settings
+from . import _fork
 from .handlers import EventHandlers
-from .install import Installation, register_handlers
+from .install import Installation, _attach_client
 from .logs import log_internal_error
 from .retries import RetrySettings, apply_shared_retry_defaults
+from .runtime import build_runtime, serve_metrics
 
 __all__ = ["install_global", "uninstall_global"]
 
+_WHERE = "install_global"  # what our failures are logged as
 
-_lock = threading.Lock()
-_handlers = EventHandlers(None)  # shared by every client the wrapper sees
-_original: Optional[Any] = None
+_lock = _fork.new_lock()
+_handlers = EventHandlers(None)  # shared by every client a wrapper sees
+
+
+class _Wrap:
+    """One client-creation function that :func:`install_global` wraps, and how.
+
+    botocore's ``Session.create_client`` is the one today; another library's client
+    creation (aiobotocore's, say) is one more entry in :data:`_WRAPS`, with a wrapper
+    that ends in :func:`_cover` like :func:`_create_client` does.
+    """
+
+    def __init__(
+        self,
+        owner: Callable[[], Optional[type]],
+        attribute: str,
+        wrapper: Callable[[Any, Any, Any, Any], Any],
+    ) -> None:
+        self._owner = owner  # imports lazily; None when that library is not installed
+        self._attribute = attribute
+        self._wrapper = wrapper
+        self._original: Optional[Any] = None
+
+    def apply(self) -> None:
+        owner = self._owner()
+        if owner is None or self._original is not None:
+            return
+        self._original = owner.__dict__[self._attribute]
+        setattr(owner, self._attribute, wrapt.FunctionWrapper(self._original, self._wrapper))
+
+    def remove(self) -> None:
+        if self._original is None:
+            return
+        owner = self._owner()
+        current = owner.__dict__.get(self._attribute) if owner is not None else None
+        if isinstance(current, wrapt.FunctionWrapper) and current.__wrapped__ is self._original:
+            setattr(owner, self._attribute, self._original)
+            self._original = None
+        # else: someone wrapped it after us; unwrapping would remove their wrapper too,
+        # so ours stays in place as a pass-through (the handlers are off).
 
 
 def install_global(**options: Any) -> Installation:
@@ -45,28 +82,17 @@ def install_global(**options: Any) -> Installation:
     >>> installation = botocore_resilience.install_global(registry=CollectorRegistry())
     >>> botocore_resilience.uninstall_global()
     """
-    global _original
-    import botocore.session
-
     environ = options.pop("environ", None)
-    environ = os.environ if environ is None else environ
     registry = options.pop("registry", None)
-    clock = options.pop("clock", None)
-    jitter = options.pop("jitter", None)
-    settings = Settings.from_env(environ, **options)
-    kwargs: dict[str, Any] = {"registry": registry, "jitter": jitter, "environ": environ}
-    if clock is not None:
-        kwargs["clock"] = clock
-    installation = Installation(settings, **kwargs)
+    runtime = build_runtime(environ, registry=registry, **options)
     with _lock:
-        _handlers.installation = installation if settings.enabled else None
-        _environs[0] = environ
-        if settings.enabled and _original is None:
-            _original = botocore.session.Session.create_client
-            botocore.session.Session.create_client = wrapt.FunctionWrapper(  # type: ignore[method-assign]
-                _original, _create_client
-            )
-    return installation
+        _handlers.runtime = runtime if runtime.settings.enabled else None
+        if runtime.settings.enabled:
+            for wrap in _WRAPS:
+                wrap.apply()
+    if runtime.settings.enabled:
+        serve_metrics(runtime, registry)
+    return Installation(runtime)
 
 
 def uninstall_global() -> None:
@@ -77,47 +103,43 @@ def uninstall_global() -> None:
     >>> import botocore_resilience
     >>> botocore_resilience.uninstall_global()
     """
-    global _original
-    import botocore.session
-
     with _lock:
-        _handlers.installation = None
-        if _original is None:
-            return
-        current = botocore.session.Session.__dict__.get("create_client")
-        if isinstance(current, wrapt.FunctionWrapper) and current.__wrapped__ is _original:
-            botocore.session.Session.create_client = _original  # type: ignore[method-assign]
-            _original = None
-        # else: someone wrapped create_client after us; unwrapping would remove their
-        # wrapper too, so ours stays in place as a pass-through.
-
-
-_environs: list[Any] = [os.environ]
+        _handlers.runtime = None
+        for wrap in _WRAPS:
+            wrap.remove()
 
 
 def _create_client(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-    installation = _handlers.installation
-    if installation is None or instance is None:
+    runtime = _handlers.runtime
+    if runtime is None or instance is None:
         return wrapped(*args, **kwargs)
     try:
         apply_shared_retry_defaults(instance, _retry_settings)
     except Exception:
-        log_internal_error("install_global")
-    client = wrapped(*args, **kwargs)
-    attach_client(client, _handlers)
-    return client
+        log_internal_error(_WHERE)
+    return _cover(wrapped(*args, **kwargs))
 
 
 def _retry_settings() -> Optional[RetrySettings]:
     """The retry mode and attempts a client created now gets where its user set none."""
-    installation = _handlers.installation
-    if installation is None:
+    runtime = _handlers.runtime
+    if runtime is None:
         return None
-    return RetrySettings(installation.settings.retry_mode, installation.settings.max_attempts)
+    return RetrySettings(runtime.settings.retry_mode, runtime.settings.max_attempts)
 
 
-def attach_client(client: Any, handlers: EventHandlers) -> None:
-    try:
-        register_handlers(client.meta.events, handlers)
-    except Exception:
-        log_internal_error("install_global")
+def _cover(client: Any) -> Any:
+    """Register the shared handlers on a client just created; returns the client."""
+    _attach_client(client, _handlers, _WHERE)
+    return client
+
+
+def _botocore_session() -> type:
+    import botocore.session
+
+    session_class: type = botocore.session.Session
+    return session_class
+
+
+_WRAPS: list[_Wrap] = [_Wrap(_botocore_session, "create_client", _create_client)]
+"""Every client-creation function ``install_global()`` wraps."""

@@ -19,19 +19,16 @@ raise on purpose is :class:`CircuitBreakerOpen`, outside the guard.
 
 from __future__ import annotations
 
-from time import monotonic as _monotonic
-from typing import TYPE_CHECKING, Any, Optional
+from typing import Any, Optional
 
 from botocore.retries.standard import RetryContext
 
 from .breaker import CircuitBreaker, Outcome, Permit
 from .classification import describe_attempt, error_code, judge_exception, judge_response
-from .clock import MONOTONIC
 from .errors import CircuitBreakerOpen
-from .logs import call_safely, log_internal_error, log_retry
-
-if TYPE_CHECKING:
-    from .install import Installation
+from .logs import log_internal_error
+from .observers import CIRCUIT_OPEN, ERROR, SUCCESS
+from .runtime import Runtime
 
 __all__ = ["CALL_KEY", "EventHandlers"]
 
@@ -90,7 +87,7 @@ class _Call:
 class EventHandlers:
     """Bound methods of one of these are what ``install()`` registers.
 
-    ``installation`` can be swapped (a second ``install()`` on the same target) or set to
+    ``runtime`` can be swapped (a second ``install()`` on the same target) or set to
     ``None`` (``uninstall()``): clients that copied these handlers before see the change.
     """
 
@@ -98,8 +95,8 @@ class EventHandlers:
     # **kwargs stays empty is called about 0.2 µs faster, and they run on every call.
     # **kwargs is still there for keywords a later botocore adds.
 
-    def __init__(self, installation: Optional[Installation]) -> None:
-        self.installation = installation
+    def __init__(self, runtime: Optional[Runtime]) -> None:
+        self.runtime = runtime
 
     # -- before-parameter-build.s3 -------------------------------------------------------
 
@@ -111,7 +108,7 @@ class EventHandlers:
         event_name: Any = None,
         **kwargs: Any,
     ) -> None:
-        if self.installation is None or context is None:
+        if self.runtime is None or context is None:
             return
         try:
             bucket = params.get("Bucket")
@@ -134,11 +131,11 @@ class EventHandlers:
         event_name: Any = None,
         **kwargs: Any,
     ) -> None:
-        installation = self.installation
-        if installation is None or context is None:
+        runtime = self.runtime
+        if runtime is None or context is None:
             return None
         try:
-            rejection = self._admit(installation, model, context)
+            rejection = self._admit(runtime, model, context)
         except Exception:
             log_internal_error("before-call")
             return None
@@ -146,35 +143,24 @@ class EventHandlers:
             raise rejection
         return None
 
-    def _admit(
-        self, installation: Installation, model: Any, context: Any
-    ) -> Optional[CircuitBreakerOpen]:
+    def _admit(self, runtime: Runtime, model: Any, context: Any) -> Optional[CircuitBreakerOpen]:
         service = _service_of(model)
         operation = model.name
         bucket, key = context.get(_TARGET_KEY) or _NO_TARGET
-        circuits = installation.circuits
+        circuits = runtime.circuits
         breaker = permit = None
         if circuits is not None:
             breaker = circuits.breaker_for(service, context.get("client_region"), operation, bucket)
             permit = breaker.acquire()
             if permit is None:
-                call_safely(
-                    "metrics",
-                    installation.metrics.call_finished,
-                    service,
-                    operation,
-                    bucket,
-                    "circuit_open",
-                    None,
-                )
+                runtime.observers.call_finished(service, operation, bucket, CIRCUIT_OPEN, None)
                 return CircuitBreakerOpen(
                     circuit_name=breaker.name,
                     service=service,
                     operation=operation,
                     retry_after=breaker.retry_after(),
                 )
-        clock = installation.clock  # the default one read without its wrapper's frame
-        started = _monotonic() if clock is MONOTONIC else clock.monotonic()
+        started = runtime.now()
         context[CALL_KEY] = _Call(service, operation, bucket, key, breaker, permit, started)
         return None
 
@@ -183,8 +169,8 @@ class EventHandlers:
     def on_request_created(
         self, request: Any, operation_name: Any = None, event_name: Any = None, **kwargs: Any
     ) -> None:
-        installation = self.installation
-        if installation is None:
+        runtime = self.runtime
+        if runtime is None:
             return
         try:
             context = getattr(request, "context", None)
@@ -197,9 +183,9 @@ class EventHandlers:
             call = context.get(CALL_KEY)
             if call is None:
                 return
-            retry = attempt - 1
-            log_retry(call.service, call.operation, call.bucket, call.key, retry, call.reason)
-            installation.metrics.retry_made(call.service, call.operation, retry)
+            runtime.observers.retry_made(
+                call.service, call.operation, call.bucket, call.key, attempt - 1, call.reason
+            )
         except Exception:
             log_internal_error("request-created")
 
@@ -216,8 +202,8 @@ class EventHandlers:
         event_name: Any = None,
         **kwargs: Any,
     ) -> Optional[float]:
-        installation = self.installation
-        if installation is None or request_dict is None:
+        runtime = self.runtime
+        if runtime is None or request_dict is None:
             return None
         try:
             context = request_dict.get("context") or {}
@@ -236,7 +222,7 @@ class EventHandlers:
                 error_code(retry_context.parsed_response),
                 caught_exception,
             )
-            return installation.gap_filler.delay(retry_context)
+            return runtime.gap_filler.delay(retry_context)
         except Exception:
             log_internal_error("needs-retry")
             return None
@@ -252,8 +238,8 @@ class EventHandlers:
         event_name: Any = None,
         **kwargs: Any,
     ) -> None:
-        installation = self.installation
-        if installation is None or context is None:
+        runtime = self.runtime
+        if runtime is None or context is None:
             return
         try:
             call = context.pop(CALL_KEY, None)
@@ -263,21 +249,19 @@ class EventHandlers:
             if status < 300 and not (parsed and parsed.get("Error")):
                 # The common case, judged without the general path: a 2xx without an
                 # error code is a success, and a success's cause is never used.
-                self._finish(installation, call, _SUCCESS, "", "success")
+                self._finish(runtime, call, _SUCCESS, "", SUCCESS)
             else:
                 code = error_code(parsed)
                 self._finish(
-                    installation,
+                    runtime,
                     call,
                     judge_response(status, code),
                     describe_attempt(status, code, None),
-                    "success" if status < 300 else "error",
+                    SUCCESS if status < 300 else ERROR,
                 )
             metadata = parsed.get("ResponseMetadata") if parsed else None
             if metadata and metadata.get("RetryQuotaReached"):
-                call_safely(
-                    "metrics", installation.metrics.quota_exhausted, call.service, call.operation
-                )
+                runtime.observers.quota_exhausted(call.service, call.operation)
         except Exception:
             log_internal_error("after-call")
 
@@ -288,37 +272,26 @@ class EventHandlers:
         event_name: Any = None,
         **kwargs: Any,
     ) -> None:
-        installation = self.installation
-        if installation is None or context is None:
+        runtime = self.runtime
+        if runtime is None or context is None:
             return
         try:
             call = context.pop(CALL_KEY, None)
             if call is None:
                 return
             outcome = judge_exception(exception) if exception is not None else Outcome.NOT_COUNTED
-            self._finish(
-                installation, call, outcome, describe_attempt(None, None, exception), "error"
-            )
+            self._finish(runtime, call, outcome, describe_attempt(None, None, exception), ERROR)
         except Exception:
             log_internal_error("after-call-error")
 
     @staticmethod
-    def _finish(
-        installation: Installation, call: _Call, outcome: Outcome, cause: str, result: str
-    ) -> None:
-        # The circuit first: the breaker must hear the outcome even if metrics are broken.
+    def _finish(runtime: Runtime, call: _Call, outcome: Outcome, cause: str, result: str) -> None:
+        # The circuit first: the breaker must hear the outcome even if an observer is broken.
         if call.breaker is not None:
             call.breaker.record(call.permit, outcome, cause)
-        duration = None  # a call that never reached the transport has no duration sample
-        if call.sent:
-            clock = installation.clock
-            duration = (_monotonic() if clock is MONOTONIC else clock.monotonic()) - call.started
-        try:  # what call_safely("metrics", ...) does, without two more frames
-            installation.metrics.call_finished(
-                call.service, call.operation, call.bucket, result, duration
-            )
-        except Exception:
-            log_internal_error("metrics")
+        # A call that never reached the transport has no duration sample.
+        duration = runtime.now() - call.started if call.sent else None
+        runtime.observers.call_finished(call.service, call.operation, call.bucket, result, duration)
 
 
 def _retry_context(

@@ -1,38 +1,38 @@
-"""``install()`` and friends: the one factory that wires everything together.
+"""``install()`` and ``uninstall()``: targets, their bindings, and the :class:`Installation` handle.
 
-An :class:`Installation` is the runtime of one ``install()``: its settings, clock,
-circuits, metrics and retry gap filler. It is *attached* to one target's event
-system (a botocore session, or one client) through an :class:`EventHandlers` object
-whose bound methods are registered with botocore ``unique_id``\\ s, so registering
-twice is impossible. A second ``install()`` on the same target swaps the runtime
-behind the same handlers (its options replace the earlier ones, also for clients
-already created from that session); ``uninstall()`` unregisters them and switches
-them off, so clients that copied them become plain botocore again.
+An installation's :class:`~botocore_resilience.runtime.Runtime` (settings, clock,
+circuits, observers, retry gap filler) is built by
+:func:`~botocore_resilience.runtime.build_runtime`, the factory every entry point
+shares. This module *attaches* a runtime to one target's event system (a botocore
+session, or one client) through an :class:`EventHandlers` object whose bound methods
+are registered with botocore ``unique_id``\\ s, so registering twice is impossible. A
+second ``install()`` on the same target swaps the runtime behind the same handlers
+(its options replace the earlier ones, also for clients already created from that
+session); ``uninstall()`` unregisters them and switches them off, so clients that
+copied them become plain botocore again.
 """
 
 from __future__ import annotations
 
-import os
-import threading
 import weakref
 from collections.abc import Mapping
 from typing import Any, Callable, Optional
 
-from .breaker import BreakerPolicy, CircuitBreaker, Transition
+from . import _fork
+from .breaker import CircuitBreaker
 from .circuits import Circuits
-from .clock import MONOTONIC, Clock
-from .config import Settings, unknown_variables
-from .exposition import start_metrics_server
+from .clock import Clock
+from .config import Settings
 from .handlers import EventHandlers
-from .logs import call_safely, log_transition, logger
-from .metrics import NULL_METRICS, MetricsSink, metrics_for
-from .retries import GapFiller, RetryDefaults, apply_retry_defaults, restore_retry_defaults
+from .logs import log_internal_error
+from .retries import RetryDefaults, apply_retry_defaults, restore_retry_defaults
+from .runtime import Runtime, build_runtime, serve_metrics
 
 __all__ = ["Installation", "install", "uninstall"]
 
 _UID = "botocore_resilience"
 
-# (event, handler method name, registration): what install() puts on an event system.
+# (event, handler method name): what every entry point puts on an event system.
 _EVENTS = (
     ("before-parameter-build.s3", "on_before_parameter_build"),
     ("before-call", "on_before_call"),
@@ -57,120 +57,57 @@ class Installation:
     >>> installation.uninstall()
     """
 
-    def __init__(
-        self,
-        settings: Settings,
-        *,
-        registry: Any = None,
-        clock: Clock = MONOTONIC,
-        jitter: Optional[Callable[[], float]] = None,
-        environ: Mapping[str, str] = os.environ,
-    ) -> None:
-        self.settings = settings
-        self.clock = clock
-        self.gap_filler = GapFiller(jitter) if jitter is not None else GapFiller()
-        self.metrics: MetricsSink = _make_metrics(settings, registry, environ)
-        self.circuits: Optional[Circuits] = None
-        if settings.breaker != "off":
-            self.circuits = _shared_circuits(settings, self.metrics, clock)
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
         self._bindings: list[_Binding] = []
+
+    @property
+    def settings(self) -> Settings:
+        """The effective :class:`~botocore_resilience.Settings` of this installation."""
+        return self.runtime.settings
+
+    @property
+    def circuits(self) -> Optional[Circuits]:
+        """The circuit registry (``None`` with ``breaker=off``); see :meth:`breakers`."""
+        return self.runtime.circuits
 
     def breakers(self) -> dict[str, CircuitBreaker]:
         """``{circuit_name: breaker}`` for every circuit used so far (none with ``breaker=off``)."""
-        return self.circuits.breakers() if self.circuits is not None else {}
+        circuits = self.runtime.circuits
+        return circuits.breakers() if circuits is not None else {}
 
     def uninstall(self) -> None:
         """Remove this installation from every target it is attached to."""
         with _lock:
             for binding in list(self._bindings):
-                if binding.handlers.installation is self:
+                if binding.installation is self:
                     binding.detach()
 
     def __repr__(self) -> str:
         return f"Installation(name={self.settings.name!r}, circuits={len(self.breakers())})"
 
 
-class _CircuitObserver:
-    """Reports a circuit's transitions to metrics and logs; never raises."""
-
-    def __init__(self, metrics: MetricsSink, recovery_timeout: float) -> None:
-        self._metrics = metrics
-        self._recovery_timeout = recovery_timeout
-
-    def on_transition(self, transition: Transition) -> None:
-        call_safely("metrics", self._metrics.transition, transition)
-        call_safely("logging", log_transition, transition, self._recovery_timeout)
-
-    def on_created(self, breaker: CircuitBreaker) -> None:
-        call_safely("metrics", self._metrics.circuit_added, breaker.name, breaker.state)
-
-    def on_removed(self, breaker: CircuitBreaker) -> None:
-        call_safely("metrics", self._metrics.circuit_removed, breaker.name)
-
-
-# Installations with the same settings, metrics and clock share their circuits: a service
-# that is down is down for the whole process, and an application that installs on every
-# session it makes must still trip one circuit, not start a fresh one per session.
-_circuits: weakref.WeakValueDictionary[tuple[Any, ...], Circuits] = weakref.WeakValueDictionary()
-_circuits_lock = threading.Lock()
-
-
-def _shared_circuits(settings: Settings, metrics: MetricsSink, clock: Clock) -> Circuits:
-    policy = BreakerPolicy(
-        failure_threshold=settings.failure_threshold,
-        recovery_timeout=settings.recovery_timeout,
-        success_threshold=settings.success_threshold,
-        half_open_max_calls=settings.half_open_max_calls,
-        enforce=settings.breaker == "on",
-    )
-    key = (settings.name, settings.scope, settings.max_circuits, policy, id(metrics), id(clock))
-    with _circuits_lock:
-        circuits = _circuits.get(key)
-        if circuits is None:
-            observer = _CircuitObserver(metrics, settings.recovery_timeout)
-            circuits = Circuits(
-                scope=settings.scope,
-                prefix=settings.name,
-                policy=policy,
-                clock=clock,
-                observer=observer.on_transition,
-                on_created=observer.on_created,
-                on_removed=observer.on_removed,
-                max_circuits=settings.max_circuits,
-            )
-            # The key holds ids, not objects: keep metrics and clock alive with the circuits.
-            circuits.keepalive = (metrics, clock)
-            _circuits[key] = circuits
-        return circuits
-
-
-def _make_metrics(settings: Settings, registry: Any, environ: Mapping[str, str]) -> MetricsSink:
-    if not (settings.enabled and settings.metrics):  # a disabled install registers nothing
-        return NULL_METRICS
-    try:
-        metrics = metrics_for(registry, settings.metrics_namespace)
-    except Exception:
-        # A registry that already holds a foreign collector under one of our names: the
-        # application keeps running, without our metrics, and says why once.
-        logger.warning("botocore_resilience: metrics disabled", exc_info=True)
-        return NULL_METRICS
-    if settings.metrics_port is not None:
-        # Never raises: a port taken by a sibling worker is logged, not fatal.
-        start_metrics_server(
-            settings.metrics_port, settings.metrics_addr, registry, environ=environ
-        )
-    return metrics
-
-
-def register_handlers(events: Any, handlers: EventHandlers) -> None:
+def _register_handlers(events: Any, handlers: EventHandlers) -> None:
     """Register ``handlers`` on an event system; botocore's unique ids make it idempotent."""
     for event, method in _EVENTS:
         events.register(event, getattr(handlers, method), unique_id=f"{_UID}.{event}")
 
 
-def unregister_handlers(events: Any) -> None:
+def _unregister_handlers(events: Any) -> None:
     for event, _method in _EVENTS:
         events.unregister(event, unique_id=f"{_UID}.{event}")
+
+
+def _attach_client(client: Any, handlers: EventHandlers, where: str) -> None:
+    """Register ``handlers`` on a client just created (``install_global()``, the plugin).
+
+    Never raises: a client we cannot cover still works, plain; the failure is logged
+    under ``where``.
+    """
+    try:
+        _register_handlers(client.meta.events, handlers)
+    except Exception:
+        log_internal_error(where)
 
 
 class _Binding:
@@ -191,38 +128,42 @@ class _Binding:
         if not is_session:
             # A client may carry handlers copied from a session install: this client's own
             # install replaces them (unique ids would otherwise keep the session's).
-            unregister_handlers(events)
-        register_handlers(events, self.handlers)
+            _unregister_handlers(events)
+        _register_handlers(events, self.handlers)
+        self.installation: Optional[Installation] = None
 
-    def attach(self, installation: Installation, environ: Mapping[str, str]) -> None:
+    def attach(self, installation: Installation) -> None:
+        runtime = installation.runtime
         session = self.owner_ref() if self.is_session else None
         if session is not None:
             if self.retry_defaults is not None:
                 restore_retry_defaults(session, self.retry_defaults)
             self.retry_defaults = apply_retry_defaults(
-                session, installation.settings.retry_mode, installation.settings.max_attempts
+                session, runtime.settings.retry_mode, runtime.settings.max_attempts
             )
-        previous = self.handlers.installation
+        previous = self.installation
         if previous is not None and self in previous._bindings:
             previous._bindings.remove(self)
-        self.handlers.installation = installation
+        self.installation = installation
+        self.handlers.runtime = runtime
         installation._bindings.append(self)
 
     def detach(self) -> None:
-        unregister_handlers(self.events)
+        _unregister_handlers(self.events)
         owner = self.owner_ref()
         if self.is_session and owner is not None and self.retry_defaults is not None:
             restore_retry_defaults(owner, self.retry_defaults)
         self.retry_defaults = None
-        installation = self.handlers.installation
+        installation = self.installation
         if installation is not None and self in installation._bindings:
             installation._bindings.remove(self)
-        self.handlers.installation = None  # clients that copied the handlers go quiet too
+        self.installation = None
+        self.handlers.runtime = None  # clients that copied the handlers go quiet too
         if owner is not None:
             _bindings.pop(owner, None)
 
 
-_lock = threading.RLock()
+_lock = _fork.new_rlock()
 _bindings: weakref.WeakKeyDictionary[Any, _Binding] = weakref.WeakKeyDictionary()
 
 
@@ -255,7 +196,7 @@ def install(
     target: Any = None,
     *,
     registry: Any = None,
-    clock: Clock = MONOTONIC,
+    clock: Optional[Clock] = None,
     environ: Optional[Mapping[str, str]] = None,
     jitter: Optional[Callable[[], float]] = None,
     **options: Any,
@@ -269,7 +210,8 @@ def install(
             botocore copies a session's handlers into each client when it is created.
         registry: the ``prometheus_client.CollectorRegistry`` for metrics
             (default: ``prometheus_client.REGISTRY``).
-        clock: anything with ``monotonic()``; for tests.
+        clock: anything with ``monotonic()`` (a :class:`~botocore_resilience.Clock`); for
+            tests. Default: :func:`time.monotonic`.
         environ: where ``BOTOCORE_RESILIENCE_*`` (and ``AWS_RETRY_MODE``/``AWS_MAX_ATTEMPTS``)
             are read from; default ``os.environ``.
         jitter: the random source (``[0, 1)``) of the backoff before retries *we* add
@@ -282,6 +224,9 @@ def install(
     Raises:
         ConfigurationError: a setting is invalid; nothing was registered.
 
+    Unknown ``BOTOCORE_RESILIENCE_*`` variables in ``environ`` (likely typos) are logged
+    as warnings. With ``metrics_port`` set, this is also when ``/metrics`` starts serving.
+
     >>> import boto3, botocore_resilience
     >>> from prometheus_client import CollectorRegistry
     >>> session = boto3.Session(region_name="eu-west-1")
@@ -291,23 +236,20 @@ def install(
     'bucket'
     >>> botocore_resilience.uninstall(session)
     """
-    environ = os.environ if environ is None else environ
-    settings = Settings.from_env(environ, **options)  # raises before anything is touched
-    for name in unknown_variables(environ):
-        logger.warning("botocore_resilience: ignoring unknown setting %s (a typo?)", name)
+    # Settings first: a bad one raises before anything is touched.
+    runtime = build_runtime(environ, registry=registry, clock=clock, jitter=jitter, **options)
     owner, events, is_session = _resolve(target)
-    installation = Installation(
-        settings, registry=registry, clock=clock, jitter=jitter, environ=environ
-    )
+    installation = Installation(runtime)
     with _lock:
         binding = _bindings.get(owner)
-        if not settings.enabled:
+        if not runtime.settings.enabled:
             if binding is not None:
                 binding.detach()
             return installation
         if binding is None:
             binding = _bindings[owner] = _Binding(owner, events, is_session)
-        binding.attach(installation, environ)
+        binding.attach(installation)
+    serve_metrics(runtime, registry)
     return installation
 
 
@@ -331,8 +273,8 @@ def uninstall(target: Any = None) -> None:
             binding.detach()
 
 
-def installation_of(target: Any = None) -> Optional[Installation]:
-    """The active installation on ``target``, if any."""
+def _installation_of(target: Any = None) -> Optional[Installation]:
+    """The active installation on ``target``, if any (for tests and benchmarks)."""
     owner, _events, _is_session = _resolve(target)
     binding = _bindings.get(owner)
-    return binding.handlers.installation if binding is not None else None
+    return binding.installation if binding is not None else None

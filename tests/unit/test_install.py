@@ -35,7 +35,7 @@ from botocore_resilience import (
 )
 from botocore_resilience import plugin as plugin_module
 from botocore_resilience.handlers import EventHandlers
-from botocore_resilience.install import installation_of
+from botocore_resilience.install import _installation_of as installation_of
 from botocore_resilience.testing import FakeClock
 
 OURS = {"mode": "adaptive", "total_max_attempts": 4}
