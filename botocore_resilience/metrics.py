@@ -19,9 +19,11 @@ default; ``s3`` reproduces the seed design's names)::
 Every label holds a value from a small, bounded set: never an object key, a
 request id or an error message. Worst-case series counts, where ``S`` is the
 services used, ``O`` the operations called per service, ``B`` the distinct
-buckets per operation plus one (``""``, the only value for non-S3 services), ``A``
-``max_attempts - 1`` and ``C`` the circuits (one per service/region, times
-operations or buckets under the ``operation``/``bucket`` scopes):
+``bucket`` label values per operation (``""`` only, for non-S3 services; at most
+``max_buckets + 2`` for S3: the first ``max_buckets`` bucket names seen, ``""`` and
+``"__other__"``), ``A`` ``max_attempts - 1`` and ``C`` the circuits (one per
+service/region, times operations or buckets under the ``operation``/``bucket``
+scopes, at most ``max_circuits`` besides the service circuits):
 
 ========================================= ==============================================
 family                                    series (worst case)
@@ -40,9 +42,10 @@ family                                    series (worst case)
 Single-process registries also export a ``_created`` sample per counter and
 histogram series (prometheus-client's default); multiprocess mode does not.
 
-``B`` is the only factor the application controls: a program that spreads its
+``B`` is the factor the application's data controls: a program that spreads its
 calls over many buckets (one per tenant, say) multiplies the two per-call
-families by that number.
+families by that number, up to the bound; every call past it is still counted,
+under ``bucket="__other__"`` (see ``docs/reference/metrics.md``).
 """
 
 from __future__ import annotations
@@ -55,7 +58,9 @@ import weakref
 from collections.abc import Mapping
 from typing import Final, Optional, Protocol
 
+import prometheus_client.values
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge
+from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.registry import Collector
 
 from . import _fork
@@ -403,17 +408,14 @@ class Metrics:
 
     def _after_fork_in_child(self) -> None:
         # Our own locks are fork-safe already (_fork.new_lock); these belong to the
-        # prometheus-client objects we own, held for a moment on every update. (In
-        # multiprocess mode prometheus-client keeps one module-wide value lock that we
-        # cannot reach: see docs/how-to/prometheus-multiprocess.md.)
-        for metric in (
-            *self._calls.collectors,
-            self._state,
-            self._transitions,
-            self._retries,
-            self._quota_exhausted,
-        ):
-            _reinit_prometheus_locks(metric)
+        # prometheus-client objects we own, held for a moment on every update: every
+        # family held in an attribute, whoever added it.
+        families = [*self._calls.collectors, *vars(self).values()]
+        for metric in families:
+            if isinstance(metric, MetricWrapperBase):
+                _reinit_prometheus_locks(metric)
+        if self._multiprocess:
+            _reinit_multiprocess_value_lock()
 
     def _gauge(self, circuit_name: str) -> Gauge:
         # Called with self._circuit_lock held.
@@ -421,6 +423,19 @@ class Metrics:
         if gauge is None:
             gauge = self._gauges[circuit_name] = self._state.labels(circuit_name)
         return gauge
+
+
+def _reinit_multiprocess_value_lock() -> None:
+    """Release the one lock prometheus-client's multiprocess values share, if we can find it.
+
+    It is a local variable of ``prometheus_client.values.MultiProcessValue``, captured by
+    the value class's methods; not ours, but a thread of the parent holding it at fork
+    would hang the child's first update. Nothing happens if a version keeps it elsewhere.
+    """
+    value_class = getattr(prometheus_client.values, "ValueClass", None)
+    for cell in getattr(getattr(value_class, "inc", None), "__closure__", None) or ():
+        with contextlib.suppress(ValueError):  # an empty cell
+            _fork.reinit_lock(cell.cell_contents)
 
 
 def _reinit_prometheus_locks(metric: object) -> None:

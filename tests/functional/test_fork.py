@@ -208,3 +208,27 @@ def test_a_forked_child_closes_the_inherited_metrics_socket() -> None:
             # Not our child (its parent was): it exits on its own once its stdin closes.
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(report["pid"], 0)
+
+
+# In multiprocess mode prometheus-client's values share one lock of its own; a thread of
+# the parent holding it at fork would hang the child's first update of any metric.
+MULTIPROCESS_LOCK = """
+import os, sys, tempfile
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp()
+import prometheus_client.values
+from prometheus_client import CollectorRegistry
+from botocore_resilience import _fork
+from botocore_resilience.metrics import metrics_for
+
+metrics = metrics_for(CollectorRegistry(), "botocore")
+metrics.call_finished("s3", "GetObject", "", "success", 0.1)
+[lock] = [cell.cell_contents for cell in prometheus_client.values.ValueClass.inc.__closure__
+          if hasattr(cell.cell_contents, "acquire")]
+assert lock.acquire(blocking=False)
+_fork._after_fork_in_child()  # what os.fork() runs in the child
+print(lock.locked())
+"""
+
+
+def test_prometheus_clients_multiprocess_value_lock_is_released_in_the_child() -> None:
+    assert run_script(MULTIPROCESS_LOCK).strip() == "False"
