@@ -4,7 +4,8 @@
 that every client created afterwards, from any session (including the ones other
 libraries create internally), is born with our handlers and, where its user chose
 none, our retry defaults. All such clients share one :class:`Installation`, so a
-service's circuit is one circuit process-wide.
+service's circuit is one circuit process-wide. With aiobotocore installed it also wraps
+``AioSession._create_client``, where aiobotocore makes its clients (see ``aio.py``).
 
 A client whose session was ``install()``-ed directly keeps that installation: the
 handlers it copied from its session carry the same botocore unique ids, and botocore
@@ -17,7 +18,7 @@ from typing import Any, Callable, Optional
 
 import wrapt
 
-from . import _fork
+from . import _fork, aio
 from .handlers import EventHandlers
 from .install import Installation, _attach_client
 from .logs import log_internal_error
@@ -141,5 +142,22 @@ def _botocore_session() -> type:
     return session_class
 
 
-_WRAPS: list[_Wrap] = [_Wrap(_botocore_session, "create_client", _create_client)]
+# -- aiobotocore: its clients are made by a coroutine of its own (botocore_resilience/aio.py) --
+
+
+def _prepare(session: Any) -> bool:
+    """Give a client about to be created from ``session`` our retry defaults; ``False`` when
+    ``install_global()`` is off (the client is then left alone)."""
+    if _handlers.runtime is None:
+        return False
+    apply_shared_retry_defaults(session, _retry_settings)
+    return True
+
+
+_WRAPS: list[_Wrap] = [
+    _Wrap(_botocore_session, "create_client", _create_client),
+    _Wrap(
+        aio.session_class, "_create_client", aio.client_creation_wrapper(_prepare, _cover, _WHERE)
+    ),
+]
 """Every client-creation function ``install_global()`` wraps."""
