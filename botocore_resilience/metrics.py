@@ -51,7 +51,6 @@ under ``bucket="__other__"`` (see ``docs/reference/metrics.md``).
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import re
 import weakref
@@ -67,6 +66,7 @@ from . import _fork
 from .breaker import CircuitState, Transition
 from .call_metrics import DURATION_BUCKETS, OTHER_BUCKET, CallMetrics, call_metrics_for
 from .circuits import is_registered
+from .logs import logger  # never raises
 
 __all__ = [
     "DEFAULT_MAX_BUCKETS",
@@ -105,8 +105,6 @@ the gauge at 2; without that hook it behaves exactly like ``max``.
 DEFAULT_MAX_BUCKETS: Final = 1000
 """The bound on distinct ``bucket`` label values when none is given: the default of the
 ``max_circuits`` setting, which install() passes."""
-
-logger = logging.getLogger("botocore_resilience")
 
 # The rule prometheus-client applies to whole names (colons are legal, if unusual).
 _NAMESPACE = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*\Z")
@@ -270,6 +268,7 @@ class Metrics:
         self._circuit_lock = _fork.new_lock()
         self._owners: dict[str, weakref.ref[StatefulCircuit]] = {}
         self._shared_names: set[str] = set()  # warned about: see circuit_added
+        self._unwarned: list[str] = []  # of those, not logged yet
         self._last_seq: dict[str, int] = {}
         self._gauges: dict[str, Gauge] = {}
         self._transition_children: dict[str, dict[tuple[str, str], Counter]] = {}
@@ -282,6 +281,8 @@ class Metrics:
     ) -> None:
         """Count one logical call; observe its duration unless it was never sent (``None``)."""
         self._calls.call_finished(service, operation, bucket, result, duration)
+        if self._unwarned:  # rare: see circuit_added
+            self._warn_shared_names()
 
     def retry_made(self, service: str, operation: str, attempt: int) -> None:
         """Count one retry actually made; ``attempt`` is 1 for a call's first retry."""
@@ -379,17 +380,25 @@ class Metrics:
                 self._transitions.remove(circuit_name, from_state, to_state)
 
     def _warn_shared_name(self, circuit_name: str) -> None:
-        # Called with self._circuit_lock held; once per name.
-        if circuit_name in self._shared_names:
-            return
-        self._shared_names.add(circuit_name)
-        logger.warning(
-            "botocore_resilience: two installations with different settings make circuit %s "
-            "and report it to the same metrics registry; its state gauge shows the newer "
-            "one only. Give each installation its own name (the name option, or "
-            "BOTOCORE_RESILIENCE_NAME) to tell their circuits apart.",
-            circuit_name,
-        )
+        # Called with self._circuit_lock held (and the circuits' lock: circuits are added
+        # under it), so only noted here. The warning is logged by the call that made the
+        # circuit, when it finishes, outside every lock: a log handler may itself make an
+        # AWS call through the plugin, and would deadlock on a lock held here.
+        if circuit_name not in self._shared_names:
+            self._shared_names.add(circuit_name)
+            self._unwarned.append(circuit_name)
+
+    def _warn_shared_names(self) -> None:
+        with self._circuit_lock:
+            names, self._unwarned = self._unwarned, []
+        for circuit_name in names:
+            logger.warning(
+                "two installations with different settings make circuit %s and report it "
+                "to the same metrics registry; its state gauge shows the newer one only. "
+                "Give each installation its own name (the name option, or "
+                "BOTOCORE_RESILIENCE_NAME) to tell their circuits apart.",
+                circuit_name,
+            )
 
     # -- bounds and processes -----------------------------------------------------------
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import logging
 import sys
 import threading
 import time
@@ -1063,14 +1064,32 @@ def test_two_live_installations_sharing_names_are_warned_about(
         )
 
     first, second = circuits(5), circuits(2)
-    with caplog.at_level("WARNING", logger="botocore_resilience"):
-        first.breaker_for("s3", "us-east-1", "GetObject", "")
-        assert caplog.records == []
-        second.breaker_for("s3", "us-east-1", "GetObject", "")
-        second.breaker_for("sqs", "us-east-1", "SendMessage", "")  # a name only one has
+    locks_held_while_logging: list[bool] = []
+
+    class LockChecker(logging.Handler):
+        # A log handler may make AWS calls through the plugin: it must run outside our locks.
+        def emit(self, record: logging.LogRecord) -> None:
+            locks = (metrics._circuit_lock, first._lock, second._lock)
+            locks_held_while_logging.extend(lock.locked() for lock in locks)
+
+    checker = LockChecker()
+    logging.getLogger("botocore_resilience").addHandler(checker)
+    try:
+        with caplog.at_level("WARNING", logger="botocore_resilience"):
+            first.breaker_for("s3", "us-east-1", "GetObject", "")
+            metrics.call_finished("s3", "GetObject", "", "success", 0.1)
+            assert caplog.records == []
+            second.breaker_for("s3", "us-east-1", "GetObject", "")
+            second.breaker_for("sqs", "us-east-1", "SendMessage", "")  # a name only one has
+            # Logged when the call that made the circuit finishes, outside every lock.
+            metrics.call_finished("s3", "GetObject", "", "success", 0.1)
+            metrics.call_finished("s3", "GetObject", "", "success", 0.1)
+    finally:
+        logging.getLogger("botocore_resilience").removeHandler(checker)
     [record] = caplog.records
     assert "s3/us-east-1" in record.getMessage()
-    assert "name" in record.getMessage()
+    assert "BOTOCORE_RESILIENCE_NAME" in record.getMessage()
+    assert locks_held_while_logging == [False, False, False]
 
 
 def test_no_warning_when_the_older_installation_is_gone(
@@ -1098,6 +1117,7 @@ def test_no_warning_when_the_older_installation_is_gone(
     gc.collect()
     with caplog.at_level("WARNING", logger="botocore_resilience"):
         circuits(2).breaker_for("s3", "us-east-1", "GetObject", "")
+        metrics.call_finished("s3", "GetObject", "", "success", 0.1)
     assert caplog.records == []
     assert in_flight.name == "s3/us-east-1"
 
