@@ -203,25 +203,54 @@ class PhaseRecord:
 
 
 class Tally:
-    """Calls by result (per phase and per tick), their wall times, retry reasons. Thread-safe."""
+    """Calls by result (per phase and per tick), their wall times, retry reasons. Thread-safe.
+
+    A call counts for the phase in which it *started* (:meth:`start` says which), and
+    phases change only between calls: :meth:`hold` keeps new calls from starting and
+    waits for those in flight, the fault changes, and :meth:`begin` lets calls start
+    again. So no call meets two phases' conditions: one started while S3 was healthy
+    never sees the storm, one started while S3 was down never succeeds after recovery.
+    """
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()
         self.phases: list[PhaseRecord] = []
         self.durations: dict[str, list[float]] = {result: [] for result in RESULTS}
         self._tick: Counter[str] = Counter()
         self._reasons: Counter[str] = Counter()
+        self._held = True  # no call starts before the first phase
+        self._in_flight = 0
+
+    def hold(self, timeout: float = 30.0) -> bool:
+        """Keep new calls from starting; wait (at most ``timeout`` s) for those in flight.
+
+        Returns whether they all finished."""
+        with self._lock:
+            self._held = True
+            return self._lock.wait_for(lambda: self._in_flight == 0, timeout)
 
     def begin(self, record: PhaseRecord) -> None:
-        """From now on, calls count for ``record``."""
+        """From now on, calls start, and count for ``record``."""
         with self._lock:
             self.phases.append(record)
+            self._held = False
+            self._lock.notify_all()
 
-    def record(self, result: str, seconds: float) -> None:
+    def start(self) -> PhaseRecord:
+        """A call is about to start (waiting while phases change): the phase it counts for."""
         with self._lock:
-            self.phases[-1].calls[result] += 1
+            self._lock.wait_for(lambda: not self._held)
+            self._in_flight += 1
+            return self.phases[-1]
+
+    def record(self, phase: PhaseRecord, result: str, seconds: float) -> None:
+        """A call that :meth:`start` gave ``phase`` ended with ``result``."""
+        with self._lock:
+            phase.calls[result] += 1
             self.durations[result].append(seconds)
             self._tick[result] += 1
+            self._in_flight -= 1
+            self._lock.notify_all()
 
     def retried(self, reason: str) -> None:
         with self._lock:
@@ -518,8 +547,9 @@ class Demo:
         ]
 
     def _run_phase(self, number: str, phase: Phase, installation: Installation) -> None:
-        phase.enter()
+        self.tally.hold()  # calls in flight end under the conditions they started in
         self._close_phase(installation)
+        phase.enter()
         started = last_tick = time.monotonic()
         tick = (self.s3.requests.total, self._retries(installation))
         record = PhaseRecord(phase.name, sent_before=tick[0], retries_before=tick[1])
@@ -594,6 +624,7 @@ class Demo:
         next_call = time.monotonic() + rng.random() * interval  # spread the threads out
         while not self._stop.wait(max(0.0, next_call - time.monotonic())):
             operation = next(operations)
+            phase = self.tally.start()
             started = time.perf_counter()
             try:
                 _call(client, operation, bucket, rng.choice(KEYS))
@@ -604,7 +635,7 @@ class Demo:
             except Exception as error:
                 result = "error"
                 self._check_expected(error)
-            self.tally.record(result, time.perf_counter() - started)
+            self.tally.record(phase, result, time.perf_counter() - started)
             next_call = max(next_call + interval, time.monotonic())
 
     def _check_expected(self, error: Exception) -> None:
