@@ -7,40 +7,64 @@ One :class:`CircuitBreaker` guards one circuit (e.g. ``s3/us-east-1``)::
     HALF_OPEN --(success_threshold good probes)--> CLOSED
     HALF_OPEN --(any failed probe)--> OPEN
 
-A caller asks for a :class:`Permit` before the protected call and hands it back
-with the :class:`Outcome` afterwards. The lock is held only inside
-:meth:`CircuitBreaker.acquire` and :meth:`CircuitBreaker.record`, never across
-the call itself, so a slow AWS call never serialises other threads (the
-pybreaker trap).
+A caller asks for a :class:`Permit` before the protected call (:meth:`CircuitBreaker.admit`)
+and hands it back with the :class:`Outcome` afterwards (:meth:`CircuitBreaker.record`).
+The lock is held only inside those methods, never across the call itself, so a slow AWS
+call never serialises other threads (the pybreaker trap).
 
-Each state change starts a new *generation*. A permit remembers its
-generation, and an outcome from an older generation is ignored: a call that
-started while the circuit was closed cannot close (or count against) the
-half-open circuit that exists by the time it finishes.
+Each state change starts a new *generation*. A permit remembers its generation, and an
+outcome from an older generation is ignored: a call that started while the circuit was
+closed cannot close (or count against) the half-open circuit that exists by the time it
+finishes, and a probe of one half-open period cannot decide a later one.
 
-Half-open probes are leased: a probe whose outcome never arrives (the calling
-thread was interrupted by a ``BaseException`` that skipped every hook) gives its
-slot back once its lease runs out, so no sequence of events wedges a circuit.
+Probe slots belong to calls, not to periods. A half-open probe holds its slot for as long
+as its call is alive, whatever the clock says, and its outcome counts as long as the
+circuit is still in the half-open period that admitted it. A slot is freed when
+
+* the outcome is recorded (:meth:`CircuitBreaker.record`, any outcome), or
+* the call ends without one: the caller ties the slot to the call's lifetime with
+  :meth:`CircuitBreaker.probe_guard` (the handlers keep the guard in botocore's request
+  context, which lives exactly as long as the call), or
+* as a last resort, the probe's *lease* runs out: for a call whose end nobody observes
+  (a thread hung without a timeout, a traceback kept forever). The lease is sized from
+  what the call may legitimately take (:meth:`CircuitBreaker.set_lease`; the handlers
+  use the client's timeouts and attempts), never from ``recovery_timeout``.
+
+Slots survive transitions: probes still running from a failed half-open period count
+against the next period's ``half_open_max_calls``, so no more than that many probes
+ever reach the service at once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import itertools
 import threading
+from collections import deque
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable, Optional, Union
 
 from .clock import MONOTONIC, Clock
 
 __all__ = [
+    "DEFAULT_PROBE_LEASE",
+    "MIN_RETRY_AFTER",
     "BreakerPolicy",
     "CircuitBreaker",
     "CircuitState",
     "Outcome",
     "Permit",
+    "ProbeGuard",
     "Transition",
 ]
+
+DEFAULT_PROBE_LEASE = 600.0
+"""Seconds a probe keeps its slot when nobody observes its end and the caller set no lease
+of its own: ten minutes, above what a call with botocore's default timeouts may take."""
+
+MIN_RETRY_AFTER = 0.1
+"""The least ``retry_after`` a rejection carries: a rejected call is never told "now"."""
 
 
 class CircuitState(enum.Enum):
@@ -85,11 +109,13 @@ class BreakerPolicy:
     enforce: bool = True
     """``False`` is the ``metrics-only`` mode: state is computed, nothing is rejected."""
     probe_lease: Optional[float] = None
-    """Seconds a half-open probe may hold its slot; ``None`` means ``recovery_timeout``."""
+    """Seconds a probe whose end nobody observes keeps its slot, unless the caller sets a
+    lease for its call (:meth:`CircuitBreaker.set_lease`); ``None`` means
+    :data:`DEFAULT_PROBE_LEASE`."""
 
     @property
     def lease(self) -> float:
-        return self.recovery_timeout if self.probe_lease is None else self.probe_lease
+        return DEFAULT_PROBE_LEASE if self.probe_lease is None else self.probe_lease
 
 
 @dataclass(frozen=True)
@@ -110,11 +136,12 @@ class Transition:
 class Permit:
     """Leave to make one call; hand it back to :meth:`CircuitBreaker.record`."""
 
-    __slots__ = ("generation", "probe_id")
+    __slots__ = ("done", "generation", "probe_id")
 
     def __init__(self, generation: int, probe_id: int = 0) -> None:
         self.generation = generation
         self.probe_id = probe_id  # 0 for an ordinary call, >0 for a half-open probe
+        self.done = False  # a probe's end was heard (set under the breaker's lock)
 
     @property
     def is_probe(self) -> bool:
@@ -122,6 +149,16 @@ class Permit:
 
     def __repr__(self) -> str:
         return f"Permit(generation={self.generation}, probe_id={self.probe_id})"
+
+
+class _Slot:
+    """A probe in flight: when it started and when its lease runs out."""
+
+    __slots__ = ("deadline", "started")
+
+    def __init__(self, started: float, deadline: float) -> None:
+        self.started = started
+        self.deadline = deadline
 
 
 # Enum members read as module globals on the hot path: on Python 3.11, ``Outcome.SUCCESS``
@@ -145,8 +182,8 @@ class CircuitBreaker:
     ...     breaker.record(breaker.acquire(), Outcome.FAILURE)
     >>> breaker.state
     <CircuitState.OPEN: 'open'>
-    >>> breaker.acquire() is None, breaker.retry_after()
-    (True, 60.0)
+    >>> breaker.admit()  # rejected: seconds until a probe may go
+    60.0
     >>> clock.advance(60)
     >>> probe = breaker.acquire()
     >>> breaker.state, probe.is_probe
@@ -173,8 +210,11 @@ class CircuitBreaker:
         self._failures = 0
         self._successes = 0
         self._opened_at = 0.0
-        self._probes: dict[int, float] = {}  # probe id -> lease deadline
+        self._probes: dict[int, _Slot] = {}  # probe id -> its slot, across generations
         self._probe_ids = itertools.count(1)
+        # Probes whose calls ended unheard, queued by ProbeGuard (a finaliser may run in any
+        # thread, even one inside this lock) and freed by the next locked operation.
+        self._abandoned: deque[Permit] = deque()
 
     @property
     def name(self) -> str:
@@ -194,43 +234,125 @@ class CircuitBreaker:
     def consecutive_failures(self) -> int:
         return self._failures
 
-    def acquire(self) -> Optional[Permit]:
-        """A permit for one call, or ``None`` if the circuit rejects it now."""
+    @property
+    def probes_in_flight(self) -> int:
+        """Probe slots taken now (by probes of this or an earlier half-open period)."""
+        with self._lock:
+            self._free_abandoned()
+            return len(self._probes)
+
+    # -- admission -------------------------------------------------------------------------
+
+    def admit(self) -> Union[Permit, float]:
+        """A permit for one call, or, if the circuit rejects it now, the seconds after
+        which trying again makes sense (always > 0: see :meth:`retry_after`)."""
         permit = self._closed_permit
         if permit is not None:
             return permit
         transitions: list[Transition] = []
         with self._lock:
-            permit = self._acquire_locked(transitions)
+            admitted = self._admit_locked(transitions)
         self._notify(transitions)
-        if permit is None and not self._policy.enforce:
+        if not self._policy.enforce and not isinstance(admitted, Permit):
             return _SHADOW
-        return permit
+        return admitted
 
-    def _acquire_locked(self, transitions: list[Transition]) -> Optional[Permit]:
+    def acquire(self) -> Optional[Permit]:
+        """A permit for one call, or ``None`` if the circuit rejects it now."""
+        admitted = self.admit()
+        return admitted if isinstance(admitted, Permit) else None
+
+    def _admit_locked(self, transitions: list[Transition]) -> Union[Permit, float]:
         if self._state is CircuitState.CLOSED:
-            return self._closed_permit
+            permit = self._closed_permit
+            assert permit is not None
+            return permit
         now = self._clock.monotonic()
         if self._state is CircuitState.OPEN:
-            if now - self._opened_at < self._policy.recovery_timeout:
-                return None
+            if now < self._opened_at:  # an injected clock went back: wait no longer than a period
+                self._opened_at = now
+            remaining = self._opened_at + self._policy.recovery_timeout - now
+            if remaining > 0:
+                return max(remaining, MIN_RETRY_AFTER)
             self._move(CircuitState.HALF_OPEN, now, "recovery timeout elapsed", transitions)
-        # HALF_OPEN: reclaim the slots of probes whose outcome never came back.
-        expired = [pid for pid, deadline in self._probes.items() if deadline <= now]
-        for pid in expired:
-            del self._probes[pid]
+        self._free_abandoned()
+        self._free_expired(now)
         if len(self._probes) >= self._policy.half_open_max_calls:
-            return None
+            return self._slot_wait(now)
         probe_id = next(self._probe_ids)
-        self._probes[probe_id] = now + self._policy.lease
+        self._probes[probe_id] = _Slot(now, now + self._policy.lease)
         return Permit(self._generation, probe_id)
 
+    def _free_expired(self, now: float) -> None:
+        """Reclaim the slots of probes whose lease ran out (the last resort)."""
+        expired = []
+        for probe_id, slot in self._probes.items():
+            if now < slot.started:  # the clock went back: the lease restarts, never stretches
+                slot.deadline = now + (slot.deadline - slot.started)
+                slot.started = now
+            elif slot.deadline <= now:
+                expired.append(probe_id)
+        for probe_id in expired:
+            del self._probes[probe_id]
+
+    def _slot_wait(self, now: float) -> float:
+        # Every slot is taken: nobody knows when a probe will end. The longest-running one
+        # has been in flight for ``age``; waiting that long again doubles the wait of a
+        # caller that keeps honouring it, and never passes the moment its lease frees it.
+        age = max(now - slot.started for slot in self._probes.values())
+        lease_left = min(slot.deadline for slot in self._probes.values()) - now
+        return max(MIN_RETRY_AFTER, min(age, lease_left))
+
+    # -- probes ------------------------------------------------------------------------------
+
+    def set_lease(self, permit: Permit, seconds: float) -> None:
+        """Let ``permit``'s probe keep its slot for ``seconds`` from when it was admitted, if
+        nobody hears of its end: what its call may take at most (timeouts x attempts +
+        backoff). No-op for ordinary permits and for probes already finished."""
+        if not permit.probe_id:
+            return
+        with self._lock:
+            slot = self._probes.get(permit.probe_id)
+            if slot is not None:
+                slot.deadline = slot.started + max(seconds, 0.0)
+
+    def probe_guard(self, permit: Permit) -> ProbeGuard:
+        """An object that frees ``permit``'s probe slot when it is garbage-collected, unless
+        the outcome was recorded first. Keep it exactly as long as the call is alive."""
+        return ProbeGuard(self, permit)
+
+    def _abandon(self, permit: Permit) -> None:
+        # Called from finalisers: never block on the lock (this thread may hold it already).
+        self._abandoned.append(permit)
+        if self._lock.acquire(blocking=False):
+            try:
+                self._free_abandoned()
+            finally:
+                self._lock.release()
+
+    def _free_abandoned(self) -> None:
+        abandoned = self._abandoned
+        while abandoned:
+            try:
+                permit = abandoned.popleft()
+            except IndexError:  # another thread drained it
+                return
+            if not permit.done:
+                permit.done = True
+                self._probes.pop(permit.probe_id, None)
+
+    # -- outcomes ----------------------------------------------------------------------------
+
     def record(self, permit: Optional[Permit], outcome: Outcome, cause: str = "") -> None:
-        """Report how the call made under ``permit`` ended. Stale permits are ignored."""
-        if permit is None or permit.generation != self._generation:
-            return  # cheap unlocked pre-check; re-checked under the lock
-        if outcome is _SUCCESS and permit.probe_id == 0 and self._failures == 0:
-            return  # the common case: a success while healthy changes nothing
+        """Report how the call made under ``permit`` ended. Stale permits change no state
+        (a stale probe still frees its slot)."""
+        if permit is None:
+            return
+        if not permit.probe_id:
+            if permit.generation != self._generation:
+                return  # cheap unlocked pre-check; re-checked under the lock
+            if outcome is _SUCCESS and self._failures == 0:
+                return  # the common case: a success while healthy changes nothing
         transitions: list[Transition] = []
         with self._lock:
             self._record_locked(permit, outcome, cause, transitions)
@@ -239,6 +361,14 @@ class CircuitBreaker:
     def _record_locked(
         self, permit: Permit, outcome: Outcome, cause: str, transitions: list[Transition]
     ) -> None:
+        if permit.probe_id:
+            if permit.done:
+                return  # its outcome was heard already
+            permit.done = True
+            # Freed whatever the generation; gone already if its lease ran out, but the
+            # call did end, so its outcome still counts in the period that admitted it.
+            self._probes.pop(permit.probe_id, None)
+        self._free_abandoned()
         if permit.generation != self._generation:
             return
         if self._state is CircuitState.CLOSED:
@@ -250,8 +380,6 @@ class CircuitBreaker:
                 self._failures = 0
             return
         if self._state is CircuitState.HALF_OPEN:
-            if self._probes.pop(permit.probe_id, None) is None:
-                return  # its lease ran out and the slot went to another probe
             if outcome is Outcome.FAILURE:
                 self._failures += 1
                 self._move(CircuitState.OPEN, self._clock.monotonic(), cause, transitions)
@@ -261,15 +389,39 @@ class CircuitBreaker:
                     good = f"{self._successes} successful probes"
                     self._move(CircuitState.CLOSED, self._clock.monotonic(), good, transitions)
 
+    # -- reading -----------------------------------------------------------------------------
+
     def retry_after(self) -> float:
-        """Seconds until this circuit may let a probe through (0 if it may now, or is probing)."""
-        if self._state is not CircuitState.OPEN:
+        """Seconds until this circuit may let a call through; 0 if it may now.
+
+        * closed: 0;
+        * open: the time left of the open period (at most ``recovery_timeout``);
+        * half-open with a probe slot free: 0;
+        * half-open with every slot taken: an estimate, as long as the longest-running
+          probe has been in flight (at least :data:`MIN_RETRY_AFTER`, at most until its
+          lease runs out). A failed probe reopens the circuit for a whole period.
+
+        A rejection carries the value computed when it was decided (:meth:`admit`), so it
+        is never 0, even if the circuit has moved on by the time the caller reads it.
+        """
+        state = self._state
+        if state is CircuitState.CLOSED:
             return 0.0
-        remaining = self._opened_at + self._policy.recovery_timeout - self._clock.monotonic()
-        return max(0.0, remaining)
+        now = self._clock.monotonic()
+        if state is CircuitState.OPEN:
+            remaining = self._opened_at + self._policy.recovery_timeout - now
+            return min(max(0.0, remaining), self._policy.recovery_timeout)
+        with self._lock:
+            self._free_abandoned()
+            self._free_expired(now)
+            if len(self._probes) < self._policy.half_open_max_calls:
+                return 0.0
+            return self._slot_wait(now)
 
     def reset(self) -> None:
-        """Close the circuit now and forget its failures (an operator's override)."""
+        """Close the circuit now and forget its failures (an operator's override).
+
+        Probes still in flight keep their slots: they are still reaching the service."""
         transitions: list[Transition] = []
         with self._lock:
             self._failures = 0
@@ -283,7 +435,6 @@ class CircuitBreaker:
         from_state = self._state
         self._generation += 1
         self._state = to
-        self._probes.clear()
         self._successes = 0
         if to is CircuitState.OPEN:
             self._opened_at = now
@@ -310,3 +461,26 @@ class CircuitBreaker:
     def _reinit_lock_after_fork(self) -> None:
         """In a forked child only: a fresh lock (a thread of the parent may have held it)."""
         self._lock = threading.Lock()
+
+
+class ProbeGuard:
+    """Frees a probe's slot when the guard is collected, if the probe's end was not heard.
+
+    Made by :meth:`CircuitBreaker.probe_guard`. The handlers keep it in botocore's request
+    context, so it dies with the call, however the call ends: an exception raised by
+    another handler, a body that fails to read while botocore computes its checksum,
+    ``KeyboardInterrupt`` in the transport, or handlers uninstalled mid-call. In CPython
+    that is the moment the last reference to the call goes (a traceback kept alive keeps
+    the call alive too); a reference cycle defers it to the next garbage collection.
+    """
+
+    __slots__ = ("_breaker", "_permit")
+
+    def __init__(self, breaker: CircuitBreaker, permit: Permit) -> None:
+        self._breaker = breaker
+        self._permit = permit
+
+    def __del__(self) -> None:
+        if not self._permit.done:
+            with contextlib.suppress(Exception):  # e.g. at interpreter shutdown
+                self._breaker._abandon(self._permit)

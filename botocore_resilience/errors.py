@@ -25,7 +25,11 @@ class CircuitBreakerOpen(BotoCoreError):
         circuit_name: the circuit that rejected the call, e.g. ``"s3/us-east-1"``.
         service: botocore's hyphenized service id, e.g. ``"s3"``.
         operation: the operation name, e.g. ``"GetObject"``.
-        retry_after: seconds until the circuit lets the next probe through (>= 0).
+        retry_after: seconds after which trying again makes sense, always > 0. While the
+            circuit is open: the time left until it lets a probe through. While it is
+            half-open with every probe slot taken: an estimate, as long as the longest-running
+            probe has been in flight (at least 0.1 s), since nobody knows when a probe ends.
+            See docs/explanation/retry-and-breaker.md.
 
     >>> err = CircuitBreakerOpen(
     ...     circuit_name="s3/us-east-1", service="s3", operation="GetObject", retry_after=12.5)

@@ -26,6 +26,7 @@ from botocore.retries.standard import RetryContext
 from .breaker import CircuitBreaker, Outcome, Permit
 from .classification import describe_attempt, error_code, judge_exception, judge_response
 from .errors import CircuitBreakerOpen
+from .leases import probe_lease
 from .logs import log_internal_error
 from .observers import CIRCUIT_OPEN, ERROR, SUCCESS
 from .runtime import Runtime
@@ -33,6 +34,7 @@ from .runtime import Runtime
 __all__ = ["CALL_KEY", "EventHandlers"]
 
 CALL_KEY = "botocore_resilience.call"
+_PROBE_KEY = "botocore_resilience.probe"
 _TARGET_KEY = "botocore_resilience.target"
 _NO_TARGET = ("", None)
 _SUCCESS = Outcome.SUCCESS  # an enum member costs an attribute lookup more than a global
@@ -151,15 +153,18 @@ class EventHandlers:
         breaker = permit = None
         if circuits is not None:
             breaker = circuits.breaker_for(service, context.get("client_region"), operation, bucket)
-            permit = breaker.acquire()
-            if permit is None:
+            admitted = breaker.admit()
+            if not isinstance(admitted, Permit):
                 runtime.observers.call_finished(service, operation, bucket, CIRCUIT_OPEN, None)
                 return CircuitBreakerOpen(
                     circuit_name=breaker.name,
                     service=service,
                     operation=operation,
-                    retry_after=breaker.retry_after(),
+                    retry_after=admitted,
                 )
+            permit = admitted
+            if permit.probe_id:
+                _tie_probe_to_call(breaker, permit, context)
         started = runtime.now()
         context[CALL_KEY] = _Call(service, operation, bucket, key, breaker, permit, started)
         return None
@@ -290,7 +295,8 @@ class EventHandlers:
         if call.breaker is not None:
             call.breaker.record(call.permit, outcome, cause)
         # A call that never reached the transport has no duration sample.
-        duration = runtime.now() - call.started if call.sent else None
+        # An injected clock that goes back must not give a negative duration.
+        duration = max(0.0, runtime.now() - call.started) if call.sent else None
         runtime.observers.call_finished(call.service, call.operation, call.bucket, result, duration)
 
 
@@ -306,3 +312,13 @@ def _retry_context(
         caught_exception=exception,
         request_context=context,
     )
+
+
+def _tie_probe_to_call(breaker: CircuitBreaker, permit: Permit, context: Any) -> None:
+    # A half-open probe's slot is its call's for as long as the call lives. The request
+    # context lives exactly that long, however the call ends (even where no after-call or
+    # after-call-error event comes: another handler raising, a failing body checksum,
+    # KeyboardInterrupt in the transport, handlers uninstalled mid-call), so the guard kept
+    # in it frees the slot when the call is gone. The lease covers a call nobody sees end.
+    context[_PROBE_KEY] = breaker.probe_guard(permit)
+    breaker.set_lease(permit, probe_lease(context.get("client_config")))

@@ -48,6 +48,7 @@ class FaultLayer:
         self._in_flight_changed = threading.Condition(self._lock)
         self._latency = 0.0
         self._in_flight = 0
+        self._peak = 0
 
     @property
     def latency(self) -> float:
@@ -66,6 +67,16 @@ class FaultLayer:
         """Requests received and not yet answered."""
         with self._lock:
             return self._in_flight
+
+    @property
+    def peak_in_flight(self) -> int:
+        """The most requests in flight at once since the last :meth:`reset_peak`."""
+        with self._lock:
+            return self._peak
+
+    def reset_peak(self) -> None:
+        with self._lock:
+            self._peak = self._in_flight
 
     def wait_for_in_flight(self, count: int, timeout: float) -> bool:
         """Block until at least ``count`` requests are in flight; ``False`` on timeout."""
@@ -87,6 +98,7 @@ class FaultLayer:
             return app(environ, start_response)
         with self._in_flight_changed:
             self._in_flight += 1
+            self._peak = max(self._peak, self._in_flight)
             self._in_flight_changed.notify_all()
         try:
             return self._serve(app, path, environ, start_response)

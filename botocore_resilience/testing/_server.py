@@ -204,6 +204,13 @@ class LocalS3:
         """Requests the server has received and not yet answered (held by latency, say)."""
         return self._layer.in_flight
 
+    @property
+    def max_in_flight(self) -> int:
+        """The most requests the server held at once since the last :meth:`reset`: what a
+        test reads to show how many calls reached the service together (with :attr:`latency`
+        set, calls overlap at the server for that long)."""
+        return self._layer.peak_in_flight
+
     def wait_for_in_flight(self, count: int = 1, timeout: float = 10.0) -> bool:
         """Block until at least ``count`` requests are in flight; ``False`` if ``timeout`` passes.
 
@@ -224,11 +231,13 @@ class LocalS3:
         return self._counter
 
     def reset(self) -> None:
-        """Clear faults and latency and forget recorded requests; stored data stays."""
+        """Clear faults and latency, forget recorded requests and :attr:`max_in_flight`;
+        stored data stays."""
         self._rules.clear()
         self._rules.reset_count()
         self.latency = 0.0
         self._counter.reset()
+        self._layer.reset_peak()
 
     # -- clients and data ----------------------------------------------------------------------
 

@@ -3,7 +3,9 @@
 A ``BaseException`` that is not an ``Exception`` (``KeyboardInterrupt``, ``SystemExit``,
 a gevent ``Timeout``) raised inside the transport skips botocore's ``after-call-error``
 (botocore catches ``Exception`` there), so the breaker never hears how the probe ended.
-Its slot is leased: once ``recovery_timeout`` has passed on the clock, a new probe goes.
+The probe's slot goes with its call: once the interrupted call is over, the next probe
+goes, under any number of threads. Only a call whose end nobody sees (its context kept
+alive) holds its slot until its lease, sized from the client's timeouts.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import threading
 from typing import Any
 
 import pytest
+from botocore.config import Config
 
 from botocore_resilience import CircuitBreakerOpen, CircuitState
 from botocore_resilience.testing import SLOW_DOWN, FakeClock, LocalS3
@@ -56,7 +59,7 @@ def call(client: Any, bucket: str, tally: Tally) -> str:
         return "interrupted"
 
 
-def test_an_interrupted_probe_frees_its_slot_after_the_lease(
+def test_an_interrupted_probe_frees_its_slot_when_its_call_ends(
     s3: LocalS3, installed: Installed, clock: FakeClock
 ) -> None:
     installation, client = installed()
@@ -76,17 +79,47 @@ def test_an_interrupted_probe_frees_its_slot_after_the_lease(
     assert result == ["interrupted"]
     assert breaker.state is CircuitState.HALF_OPEN
 
-    # The slot is still taken: nothing goes out, however long (short of the lease) we wait.
+    # The call is over, so is its probe: the next two go at once and close the circuit.
     s3.requests.reset()
-    clock.advance(59)
-    with pytest.raises(CircuitBreakerOpen):
-        client.head_bucket(Bucket=bucket)
-    assert s3.requests.total == 0
-
-    clock.advance(1)  # the lease (recovery_timeout) has run out
     client.head_bucket(Bucket=bucket)
     client.head_bucket(Bucket=bucket)
     assert s3.requests.total == 2
+    assert breaker.state is CircuitState.CLOSED
+
+
+def test_a_probe_whose_end_nobody_sees_holds_its_slot_until_its_lease(
+    s3: LocalS3, installed: Installed, clock: FakeClock
+) -> None:
+    """The last resort: the interrupted call's traceback (and so its request context) is
+    kept alive. Its slot is held for the lease the client's configuration allows
+    (``attempts x (connect + read timeout + 25 s)``), not for ``recovery_timeout``."""
+    config = Config(connect_timeout=5, read_timeout=10, retries={"total_max_attempts": 2})
+    installation, client = installed(config=config)
+    bucket = s3.create_bucket()
+    open_circuit(s3, client, bucket)
+    breaker = installation.breakers()[CIRCUIT]
+    interrupter = Interrupter()
+    client.meta.events.register("before-send.s3", interrupter)
+
+    clock.advance(60)
+    interrupter.armed = 1
+    kept: list[BaseException] = []
+    try:
+        client.head_bucket(Bucket=bucket)
+    except KeyboardInterrupt as error:
+        kept.append(error)  # its traceback holds the call's frames: the call lives on
+    s3.requests.reset()
+    lease = 2 * (5 + 10 + 25)
+    clock.advance(lease - 0.1)
+    with pytest.raises(CircuitBreakerOpen):
+        client.head_bucket(Bucket=bucket)
+    assert s3.requests.total == 0
+    clock.advance(0.1)  # the lease has run out
+    client.head_bucket(Bucket=bucket)
+    assert s3.requests.total == 1
+    assert breaker.state is CircuitState.HALF_OPEN
+    kept.clear()  # the old call ends now: its slot is long gone, nothing changes
+    client.head_bucket(Bucket=bucket)
     assert breaker.state is CircuitState.CLOSED
 
 
@@ -115,14 +148,10 @@ def test_lost_probes_under_32_threads_never_wedge_the_circuit(
     assert results.count("interrupted") == max_calls
     assert results.count("circuit_open") == threads - max_calls
     assert breaker.state is CircuitState.HALF_OPEN
-
-    # Their slots stay taken until the lease runs out: every thread is turned away.
-    clock.advance(30)
-    assert probe_round(client, threads, 0, one) == ["circuit_open"] * threads
     assert s3.requests.total == 0
 
-    # After the lease, exactly max_calls new probes go out, and they close the circuit.
-    clock.advance(30)
+    # Their calls are over, and their slots with them: exactly max_calls new probes go
+    # out at once (no time passes), and they close the circuit.
     rounds = 0
     while breaker.state is not CircuitState.CLOSED:
         rounds += 1

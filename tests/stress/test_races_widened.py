@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 import pytest
 from botocore.exceptions import ClientError
@@ -55,15 +55,15 @@ def widened(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """The critical sections yield while holding the breaker's lock: on entry and exit,
     and between "is there a free probe slot?" and taking it (the policy's ``lease`` is read
     there). The interpreter switches threads every microsecond instead of every 5 ms."""
-    acquire_locked = CircuitBreaker._acquire_locked
+    admit_locked = CircuitBreaker._admit_locked
     record_locked = CircuitBreaker._record_locked
     lease = BreakerPolicy.lease
 
-    def slow_acquire(self: CircuitBreaker, transitions: list[Transition]) -> Optional[Permit]:
+    def slow_admit(self: CircuitBreaker, transitions: list[Transition]) -> Union[Permit, float]:
         _yield()
-        permit = acquire_locked(self, transitions)
+        admitted = admit_locked(self, transitions)
         _yield()
-        return permit
+        return admitted
 
     def slow_record(self: CircuitBreaker, *args: Any) -> None:
         _yield()
@@ -74,7 +74,7 @@ def widened(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         _yield()
         return lease.fget(self)  # type: ignore[attr-defined,no-any-return]
 
-    monkeypatch.setattr(CircuitBreaker, "_acquire_locked", slow_acquire)
+    monkeypatch.setattr(CircuitBreaker, "_admit_locked", slow_admit)
     monkeypatch.setattr(CircuitBreaker, "_record_locked", slow_record)
     monkeypatch.setattr(BreakerPolicy, "lease", property(slow_lease))
     interval = sys.getswitchinterval()
@@ -123,9 +123,36 @@ def test_widened_acquire_never_grants_more_probes_than_allowed(max_calls: int) -
         # Nobody else gets in while the probes are out.
         assert race(THREADS, lambda _: breaker.acquire()) == [None] * THREADS
         breaker.record(permits[0], Outcome.FAILURE)  # back to open for the next cycle
+        for permit in permits[1:]:  # the other probes end too (stale: their slots free)
+            breaker.record(permit, Outcome.SUCCESS)
     # Exactly one open->half_open and one half_open->open per cycle: no double transition.
     assert transitions.seen.count((CircuitState.OPEN, CircuitState.HALF_OPEN)) == 20
     assert transitions.seen.count((CircuitState.HALF_OPEN, CircuitState.OPEN)) == 20
+
+
+@pytest.mark.usefixtures("widened")
+@pytest.mark.parametrize("max_calls", [2, 5])
+def test_widened_probes_of_failed_periods_never_exceed_the_limit(max_calls: int) -> None:
+    """Probes still out from failed half-open periods hold their slots in the next: the
+    probes in flight, across every period, never exceed ``half_open_max_calls``."""
+    clock = YieldingClock()
+    policy = BreakerPolicy(failure_threshold=1, half_open_max_calls=max_calls)
+    breaker = CircuitBreaker("s3/us-east-1", policy, clock)
+    breaker.record(breaker.acquire(), Outcome.FAILURE)
+    out: list[Permit] = []  # probes in flight, whatever period admitted them
+    for cycle in range(20):
+        clock.advance(60)
+        granted = [p for p in race(THREADS, lambda _: breaker.acquire()) if p is not None]
+        out.extend(granted)
+        assert len(out) <= max_calls, cycle
+        assert len(out) == max_calls  # every free slot was taken
+        # A probe of this period fails (the period ends); on odd cycles the oldest probe
+        # still out, from whatever period, finishes late as well.
+        out.remove(granted[0])
+        breaker.record(granted[0], Outcome.FAILURE)
+        if cycle % 2 and out:
+            breaker.record(out.pop(0), Outcome.SUCCESS)
+        assert breaker.state is CircuitState.OPEN
 
 
 class WidenedBreaker(CircuitBreaker):
@@ -198,25 +225,25 @@ def test_a_probe_holding_the_lock_keeps_every_other_thread_out(
     arrived = threading.Semaphore(0)
     others = THREADS - 1
     acquire = CircuitBreaker.acquire
-    acquire_locked = CircuitBreaker._acquire_locked
+    admit_locked = CircuitBreaker._admit_locked
     holder: list[int] = []
 
     def counting_acquire(self: CircuitBreaker) -> Optional[Permit]:
         arrived.release()
         return acquire(self)
 
-    def holding_acquire_locked(
+    def holding_admit_locked(
         self: CircuitBreaker, transitions: list[Transition]
-    ) -> Optional[Permit]:
-        permit = acquire_locked(self, transitions)
-        if permit is not None and not holder:
+    ) -> Union[Permit, float]:
+        admitted = admit_locked(self, transitions)
+        if isinstance(admitted, Permit) and not holder:
             holder.append(threading.get_ident())
             for _ in range(THREADS):  # everyone, this thread included, has arrived
                 assert arrived.acquire(timeout=WAIT)
-        return permit
+        return admitted
 
     monkeypatch.setattr(CircuitBreaker, "acquire", counting_acquire)
-    monkeypatch.setattr(CircuitBreaker, "_acquire_locked", holding_acquire_locked)
+    monkeypatch.setattr(CircuitBreaker, "_admit_locked", holding_admit_locked)
     results = race(THREADS, lambda _: breaker.acquire())
     assert sum(p is not None for p in results) == 1
     assert results.count(None) == others

@@ -12,6 +12,8 @@ from typing import Callable, Optional
 import pytest
 
 from botocore_resilience.breaker import (
+    DEFAULT_PROBE_LEASE,
+    MIN_RETRY_AFTER,
     BreakerPolicy,
     CircuitBreaker,
     CircuitState,
@@ -215,7 +217,7 @@ def test_open_turns_half_open_on_the_first_call_after_the_recovery_timeout() -> 
     assert probe is not None
     assert probe.is_probe
     assert breaker.state is HALF_OPEN
-    assert breaker.retry_after() == 0.0
+    assert breaker.retry_after() == MIN_RETRY_AFTER  # its one slot is taken, just now
     assert recorder.pairs() == [(CLOSED, OPEN), (OPEN, HALF_OPEN)]
 
 
@@ -328,32 +330,61 @@ def test_stale_permits_from_before_a_transition_are_ignored() -> None:
     assert len(recorder.transitions) == 5
 
 
-# -- the lease ------------------------------------------------------------------------------
+# -- slots, guards and leases -------------------------------------------------------------
 
 
-def test_a_lost_probe_frees_its_slot_after_the_lease() -> None:
-    breaker, clock, _recorder = make(recovery_timeout=60)  # lease defaults to the timeout
+def test_a_slow_probe_keeps_its_slot_and_its_success_counts() -> None:
+    """A healthy service slower than recovery_timeout still closes the circuit."""
+    breaker, clock, recorder = make(recovery_timeout=0.3, success_threshold=2)
+    slow = half_open(breaker, clock)
+    for _ in range(30):  # 0.8 s answers: the probe outlives many recovery timeouts
+        clock.advance(0.8)
+        assert breaker.acquire() is None  # no second probe while the first is alive
+    breaker.record(slow, SUCCESS)  # the late success counts
+    assert breaker.state is HALF_OPEN
+    next_probe = breaker.acquire()
+    assert next_probe is not None
+    clock.advance(0.8)
+    breaker.record(next_probe, SUCCESS)
+    assert breaker.state is CLOSED
+    assert recorder.pairs() == [(CLOSED, OPEN), (OPEN, HALF_OPEN), (HALF_OPEN, CLOSED)]
+
+
+def test_the_default_lease_does_not_come_from_the_recovery_timeout() -> None:
+    assert BreakerPolicy(recovery_timeout=0.3).lease == DEFAULT_PROBE_LEASE
+    assert BreakerPolicy(recovery_timeout=3600).lease == DEFAULT_PROBE_LEASE
+
+
+def test_a_lost_probe_frees_its_slot_after_its_lease() -> None:
+    breaker, clock, _recorder = make(recovery_timeout=60)
     lost = half_open(breaker, clock)
-    clock.advance(59.9)
+    breaker.set_lease(lost, 300)
+    clock.advance(299.9)
     assert breaker.acquire() is None  # still leased
     clock.advance(0.1)
     replacement = breaker.acquire()
     assert replacement is not None
     assert replacement.is_probe
     assert replacement.probe_id != lost.probe_id
-    # The lost probe's late outcome is ignored, whatever it is...
-    breaker.record(lost, FAILURE)
-    assert breaker.state is HALF_OPEN
-    breaker.record(lost, SUCCESS)
-    breaker.record(lost, SUCCESS)
-    assert breaker.state is HALF_OPEN
-    # ...and the slot still belongs to the replacement.
-    assert breaker.acquire() is None
-    breaker.record(replacement, FAILURE)
-    assert breaker.state is OPEN
+    assert breaker.acquire() is None  # the slot now belongs to the replacement
 
 
-def test_probe_lease_can_be_shorter_than_the_recovery_timeout() -> None:
+def test_a_probe_heard_after_its_lease_still_counts_in_its_period() -> None:
+    breaker, clock, _recorder = make(success_threshold=2, half_open_max_calls=1)
+    late = half_open(breaker, clock)
+    breaker.set_lease(late, 10)
+    clock.advance(10)
+    replacement = breaker.acquire()
+    assert replacement is not None
+    breaker.record(late, SUCCESS)  # the call did end: the service answered
+    breaker.record(late, SUCCESS)  # once only
+    assert breaker.state is HALF_OPEN
+    assert breaker.acquire() is None  # the replacement still holds the slot
+    breaker.record(replacement, SUCCESS)
+    assert breaker.state is CLOSED
+
+
+def test_probe_lease_of_the_policy_applies_until_the_caller_sets_one() -> None:
     breaker, clock, _recorder = make(recovery_timeout=60, probe_lease=5)
     assert breaker.policy.lease == 5
     half_open(breaker, clock)
@@ -361,6 +392,22 @@ def test_probe_lease_can_be_shorter_than_the_recovery_timeout() -> None:
     assert breaker.acquire() is None
     clock.advance(0.1)
     assert breaker.acquire() is not None
+
+
+def test_set_lease_counts_from_admission_and_ignores_other_permits() -> None:
+    breaker, clock, _recorder = make()
+    closed = breaker.acquire()
+    assert closed is not None
+    breaker.set_lease(closed, 1)  # an ordinary permit has no slot: nothing happens
+    probe = half_open(breaker, clock)
+    clock.advance(20)
+    breaker.set_lease(probe, 30)  # 30 s from admission, 10 s from now
+    clock.advance(9.9)
+    assert breaker.acquire() is None
+    clock.advance(0.1)
+    assert breaker.acquire() is not None
+    breaker.set_lease(probe, 1000)  # its slot is gone: nothing to extend
+    assert breaker.acquire() is None
 
 
 def test_no_sequence_of_lost_probes_wedges_the_circuit() -> None:
@@ -375,6 +422,128 @@ def test_no_sequence_of_lost_probes_wedges_the_circuit() -> None:
     clock.advance(breaker.policy.lease)
     assert call(breaker, SUCCESS)
     assert breaker.state is CLOSED
+
+
+@pytest.mark.parametrize("max_calls", [1, 3])
+def test_probes_of_a_failed_period_hold_their_slots_in_the_next(max_calls: int) -> None:
+    """Never more than half_open_max_calls probes in flight, across half-open periods."""
+    breaker, clock, _recorder = make(half_open_max_calls=max_calls, success_threshold=5)
+    first = half_open(breaker, clock)
+    others = [breaker.acquire() for _ in range(max_calls - 1)]
+    assert all(p is not None for p in others)
+    breaker.record(first, FAILURE)  # the period fails; the other probes are still running
+    assert breaker.state is OPEN
+    clock.advance(60)
+    fresh = [breaker.acquire() for _ in range(max_calls)]
+    assert sum(p is not None for p in fresh) == 1  # only the failed probe's slot is free
+    assert breaker.probes_in_flight == max_calls
+    for old in others:  # the old probes end: their outcomes are stale, their slots free
+        breaker.record(old, SUCCESS)
+    assert breaker.state is HALF_OPEN
+    assert sum(breaker.acquire() is not None for _ in range(max_calls)) == max_calls - 1
+
+
+def test_a_dropped_guard_frees_the_slot_of_a_probe_that_ended_unheard() -> None:
+    breaker, clock, recorder = make(success_threshold=1)
+    probe = half_open(breaker, clock)
+    guard = breaker.probe_guard(probe)
+    assert breaker.acquire() is None
+    del guard  # the call's context is gone: it ended without an outcome
+    assert breaker.probes_in_flight == 0
+    assert breaker.state is HALF_OPEN  # nothing was learnt
+    breaker.record(probe, FAILURE)  # a late word from a probe given up on changes nothing
+    assert breaker.state is HALF_OPEN
+    assert call(breaker, SUCCESS)
+    assert breaker.state is CLOSED
+    assert len(recorder.transitions) == 3
+
+
+def test_a_guard_of_a_recorded_probe_frees_nothing_more() -> None:
+    breaker, clock, _recorder = make(half_open_max_calls=1, success_threshold=3)
+    probe = half_open(breaker, clock)
+    guard = breaker.probe_guard(probe)
+    breaker.record(probe, SUCCESS)
+    second = breaker.acquire()
+    assert second is not None
+    del guard
+    assert breaker.acquire() is None  # the second probe's slot is untouched
+    assert breaker.probes_in_flight == 1
+
+
+def test_a_guard_collected_while_the_lock_is_held_frees_the_slot_later() -> None:
+    """A finaliser may run in a thread that holds the breaker's lock (garbage collection
+    can start anywhere): it must neither deadlock nor lose the release."""
+    breaker, clock, _recorder = make()
+    probe = half_open(breaker, clock)
+    guard = breaker.probe_guard(probe)
+    with breaker._lock:
+        del guard  # would deadlock if the finaliser waited for the lock
+    assert breaker.acquire() is not None
+
+
+# -- retry_after ----------------------------------------------------------------------------
+
+
+def test_every_rejection_says_when_to_come_back() -> None:
+    breaker, clock, _recorder = make(recovery_timeout=60, half_open_max_calls=2)
+    trip(breaker)
+    assert breaker.admit() == pytest.approx(60.0)
+    clock.advance(59.99999999)
+    wait = breaker.admit()
+    assert isinstance(wait, float)
+    assert wait > 0
+    clock.advance(1)
+    probes = [breaker.admit(), breaker.admit()]
+    assert all(isinstance(p, Permit) for p in probes)
+    # Half-open and full: at least MIN_RETRY_AFTER, then as long as the oldest probe has run.
+    assert breaker.admit() == MIN_RETRY_AFTER
+    clock.advance(3)
+    assert breaker.admit() == pytest.approx(3.0)
+    assert breaker.retry_after() == pytest.approx(3.0)
+    # A slot frees: a call may go now.
+    first = probes[0]
+    assert isinstance(first, Permit)
+    breaker.record(first, NOT_COUNTED)
+    assert breaker.retry_after() == 0.0
+
+
+def test_a_half_open_estimate_never_passes_the_lease() -> None:
+    breaker, clock, _recorder = make()
+    probe = half_open(breaker, clock)
+    breaker.set_lease(probe, 100)
+    clock.advance(80)
+    assert breaker.admit() == pytest.approx(20.0)  # freed by its lease by then, at the latest
+    clock.advance(19.99)
+    assert breaker.admit() == MIN_RETRY_AFTER
+
+
+class SettableClock:
+    """A clock a test sets to any time, backwards included (a broken injected clock)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+def test_a_clock_going_back_never_stretches_an_open_period_or_a_lease() -> None:
+    clock = SettableClock()
+    policy = BreakerPolicy(failure_threshold=1, recovery_timeout=60, probe_lease=100)
+    breaker = CircuitBreaker("s3/us-east-1", policy, clock)
+    breaker.record(breaker.acquire(), FAILURE)
+    clock.now = 10.0  # 990 s back
+    assert breaker.retry_after() <= 60
+    wait = breaker.admit()
+    assert isinstance(wait, float)
+    assert 0 < wait <= 60
+    clock.now = 70.0
+    probe = breaker.acquire()
+    assert probe is not None
+    clock.now = 0.0  # back again, while the probe is out
+    assert 0 < breaker.retry_after() <= 100
+    clock.now = 100.0
+    assert breaker.acquire() is not None  # freed 100 s after the clock went back
 
 
 # -- reset ----------------------------------------------------------------------------------
