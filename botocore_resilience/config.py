@@ -41,6 +41,7 @@ __all__ = [
     "SETTINGS",
     "BreakerMode",
     "InvalidValue",
+    "MetricsMode",
     "RetryMode",
     "Scope",
     "Setting",
@@ -55,10 +56,12 @@ ENV_PREFIX = "BOTOCORE_RESILIENCE_"
 RetryMode = Literal["adaptive", "standard", "legacy"]
 BreakerMode = Literal["on", "off", "metrics-only"]
 Scope = Literal["service", "operation", "bucket"]
+MetricsMode = Literal["prometheus", "otel", "off"]
 
 RETRY_MODES: tuple[str, ...] = get_args(RetryMode)
 BREAKER_MODES: tuple[str, ...] = get_args(BreakerMode)
 SCOPES: tuple[str, ...] = get_args(Scope)
+METRICS_MODES: tuple[str, ...] = get_args(MetricsMode)
 
 MAX_NUMBER = 1_000_000_000
 """The largest count or number of seconds any setting takes: far above any sensible value,
@@ -102,6 +105,18 @@ def parse_boolean(value: object) -> bool:
     if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
         return value.strip().lower() in _TRUE
     raise InvalidValue("a boolean: true/false, 1/0, yes/no or on/off")
+
+
+def parse_metrics(value: object) -> str:
+    """``prometheus``, ``otel`` or ``off``; a boolean keeps its old meaning (on: prometheus)."""
+    if isinstance(value, str) and value.strip().lower() in METRICS_MODES:
+        return value.strip().lower()
+    try:
+        return "prometheus" if parse_boolean(value) else "off"
+    except InvalidValue:
+        raise InvalidValue(
+            "prometheus, otel or off (a boolean also works: true/1/yes/on mean prometheus)"
+        ) from None
 
 
 def _choice(choices: Any) -> Callable[[object], Any]:
@@ -264,7 +279,9 @@ class Settings:
     max_circuits: int = _setting(
         1000, parse_count, "most circuits kept; beyond, idle closed ones are evicted"
     )
-    metrics: bool = _setting(True, parse_boolean, "export Prometheus metrics")
+    metrics: MetricsMode = _setting(  # noqa: RUF009 (returns a dataclasses.field)
+        "prometheus", parse_metrics, "prometheus (what on means), otel (OpenTelemetry) or off"
+    )
     metrics_namespace: str = _setting("botocore", parse_namespace, "metric name prefix")
     metrics_port: Optional[int] = _setting(
         None, parse_port, "serve /metrics on this port (unset: no server)"

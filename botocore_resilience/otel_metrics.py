@@ -27,9 +27,9 @@ Only this module imports ``opentelemetry`` (the ``otel`` extra installs
 >>> reader = InMemoryMetricReader()
 >>> sink = otel_metrics_for(MeterProvider(metric_readers=[reader]), "botocore")
 >>> sink.call_finished("s3", "GetObject", "photos", "success", 0.042)
->>> [m.name for rm in reader.get_metrics_data().resource_metrics
-...  for sm in rm.scope_metrics for m in sm.metrics]
-['botocore.operations', 'botocore.operation.duration']
+>>> sorted(m.name for rm in reader.get_metrics_data().resource_metrics
+...        for sm in rm.scope_metrics for m in sm.metrics)
+['botocore.operation.duration', 'botocore.operations']
 """
 
 from __future__ import annotations
@@ -39,8 +39,13 @@ import weakref
 from collections.abc import Iterable
 from typing import Any, Optional
 
-from opentelemetry import metrics as otel
-from opentelemetry.metrics import CallbackOptions, Meter, MeterProvider, Observation
+try:
+    from opentelemetry import metrics as otel
+    from opentelemetry.metrics import CallbackOptions, Meter, MeterProvider, Observation
+except ImportError as missing:  # pragma: no cover - the otel extra installs it
+    raise ImportError(
+        "metrics=otel needs the OpenTelemetry metrics API: pip install 'botocore-resilience[otel]'"
+    ) from missing
 
 from . import __version__, _fork
 from .breaker import CircuitState, Transition

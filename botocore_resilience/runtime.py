@@ -97,6 +97,7 @@ def build_runtime(
     registry: Any = None,
     clock: Optional[Clock] = None,
     jitter: Optional[Callable[[], float]] = None,
+    meter_provider: Any = None,
     **options: Any,
 ) -> Runtime:
     """Read the settings and build the runtime of one installation.
@@ -107,6 +108,8 @@ def build_runtime(
         clock: anything with ``monotonic()`` (default :data:`~botocore_resilience.clock.MONOTONIC`).
         jitter: the random source in ``[0, 1)`` of the backoff before retries we add
             (default :func:`random.random`).
+        meter_provider: the OpenTelemetry ``MeterProvider`` used with ``metrics="otel"``
+            (default: the global one).
         **options: settings by option name, overriding the environment.
 
     Raises:
@@ -123,7 +126,7 @@ def build_runtime(
     settings = Settings.from_env(environ, **options)
     _warn_unknown_variables(environ)
     clock = MONOTONIC if clock is None else clock
-    metrics = _metrics_sink(settings, registry, environ)
+    metrics = _metrics_sink(settings, registry, meter_provider)
     observers = Observers(_subscribers(settings, metrics))
     circuits = None
     if settings.breaker != "off":
@@ -146,7 +149,7 @@ def serve_metrics(runtime: Runtime, registry: Any = None) -> None:
     by a sibling worker is logged, not fatal), and starts at most one server per process.
     """
     settings = runtime.settings
-    if runtime.metrics is None or settings.metrics_port is None:
+    if runtime.metrics is None or settings.metrics != "prometheus" or settings.metrics_port is None:
         return
     start_metrics_server(
         settings.metrics_port, settings.metrics_addr, registry, environ=runtime.environ
@@ -158,13 +161,18 @@ def _warn_unknown_variables(environ: Mapping[str, str]) -> None:
         logger.warning("%s", warning)
 
 
-def _metrics_sink(
-    settings: Settings, registry: Any, environ: Mapping[str, str]
-) -> Optional[MetricsSink]:
-    """The metrics backend: Prometheus, or none. (An OpenTelemetry sink is chosen here too.)"""
-    if not (settings.enabled and settings.metrics):  # a disabled install registers nothing
+def _metrics_sink(settings: Settings, registry: Any, meter_provider: Any) -> Optional[MetricsSink]:
+    """The metrics backend: Prometheus, OpenTelemetry, or none."""
+    if not settings.enabled or settings.metrics == "off":  # a disabled install registers nothing
         return None
     try:
+        if settings.metrics == "otel":
+            # Imported here: without the otel extra nothing imports OpenTelemetry.
+            from . import otel_metrics
+
+            return otel_metrics.otel_metrics_for(
+                meter_provider, settings.metrics_namespace, max_buckets=settings.max_circuits
+            )
         return metrics_for(registry, settings.metrics_namespace, max_buckets=settings.max_circuits)
     except Exception:
         # A registry that already holds a foreign collector under one of our names: the

@@ -113,7 +113,27 @@ def _url(text: str, *, cluster: bool = False) -> StateUrl:
 
 CASES: dict[str, Cases] = {
     "enabled": Cases(_BOOLEAN_GOOD_ENV, _BOOLEAN_BAD_ENV, _BOOLEAN_GOOD_KW, _BOOLEAN_BAD_KW),
-    "metrics": Cases(_BOOLEAN_GOOD_ENV, _BOOLEAN_BAD_ENV, _BOOLEAN_GOOD_KW, _BOOLEAN_BAD_KW),
+    # prometheus, otel or off; a boolean keeps its old meaning (on: prometheus).
+    "metrics": Cases(
+        [
+            ("prometheus", "prometheus"),
+            ("otel", "otel"),
+            ("off", "off"),
+            (" OTel ", "otel"),
+            ("Prometheus", "prometheus"),
+        ]
+        + [(raw, "prometheus" if value else "off") for raw, value in _BOOLEAN_GOOD_ENV],
+        ["prom", "opentelemetry", "otlp", "statsd", *_BOOLEAN_BAD_ENV],
+        [
+            ("otel", "otel"),
+            ("prometheus", "prometheus"),
+            ("off", "off"),
+            (True, "prometheus"),
+            (False, "off"),
+            ("on", "prometheus"),
+        ],
+        [*_BOOLEAN_BAD_KW, "statsd"],
+    ),
     "name": Cases(
         [("storage", "storage"), ("a.b_c-D9", "a.b_c-D9"), (" padded ", "padded"), ("x" * 64,) * 2],
         ["a/b", "has space", "x:y", "café", "a*", "x" * 65, "n" * 100_000],
@@ -282,7 +302,7 @@ def test_the_contract_defaults() -> None:
         "success_threshold": 2,
         "half_open_max_calls": 1,
         "max_circuits": 1000,
-        "metrics": True,
+        "metrics": "prometheus",
         "metrics_namespace": "botocore",
         "metrics_port": None,
         "metrics_addr": "0.0.0.0",
