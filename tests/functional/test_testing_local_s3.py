@@ -406,27 +406,3 @@ def test_repr_says_where_and_whether_it_runs(s3: LocalS3) -> None:
     assert "not started" in repr(LocalS3())
     with pytest.raises(RuntimeError, match="started"):
         LocalS3().endpoint_url  # noqa: B018
-
-
-# The pytest plugin's fixtures, as a user's suite gets them.
-
-
-def test_plugin_fixture_a_test_may_leave_a_mess(
-    resilience_local_s3: LocalS3, resilience_s3_bucket: str
-) -> None:
-    resilience_local_s3.inject(SLOW_DOWN, times=None)
-    resilience_local_s3.latency = 0.01
-    with pytest.raises(ClientError):
-        resilience_local_s3.client(config=ONE_ATTEMPT).head_bucket(Bucket=resilience_s3_bucket)
-    resilience_local_s3.stop()
-
-
-def test_plugin_fixture_the_next_test_starts_clean(
-    resilience_local_s3: LocalS3, resilience_s3_bucket: str
-) -> None:
-    server = resilience_local_s3
-    assert server.running
-    assert (server.faults, server.latency, server.requests.total) == ([], 0.0, 0)
-    client = server.client(config=ONE_ATTEMPT)
-    assert client.head_bucket(Bucket=resilience_s3_bucket)["ResponseMetadata"]["HTTPStatusCode"]
-    assert server.requests.total == 1

@@ -71,7 +71,7 @@ def test_a_suite_without_moto_gets_the_fixtures_that_need_no_server(tmp_path: Pa
                     config=Config(retries={"mode": "standard", "total_max_attempts": 1}),
                 )
                 resilience_fault_injector(client).inject(SLOW_DOWN, times=None)
-                with pytest.raises(ClientError, match="SlowDown"):
+                with pytest.raises(ClientError, match="503"):  # HEAD: no body, no code
                     client.list_buckets()
 
             def test_local_s3(resilience_local_s3):
@@ -91,3 +91,53 @@ def test_a_suite_without_moto_gets_the_fixtures_that_need_no_server(tmp_path: Pa
     assert re.search(r"\b1 error\b", result.stdout), result.stdout + result.stderr
     assert not re.search(r"\bfailed\b", result.stdout), result.stdout + result.stderr
     assert "pip install 'botocore-resilience[testing]'" in result.stdout
+
+
+def test_the_local_s3_fixture_gives_each_test_a_clean_running_server(tmp_path: Path) -> None:
+    # Two tests in one fresh session, in a fixed order: the first leaves every kind of mess
+    # (a sticky fault, latency, counted requests, the server stopped), the second must see
+    # none of it. Run here, in a suite of their own, their order is not the outer suite's.
+    pytest.importorskip("moto.server", reason="LocalS3 needs the testing extra (moto[server])")
+    (tmp_path / "pytest.ini").write_text("[pytest]\n")
+    (tmp_path / "test_user.py").write_text(
+        textwrap.dedent(
+            """
+            import pytest
+            from botocore.config import Config
+            from botocore.exceptions import ClientError
+            from botocore_resilience.testing import SLOW_DOWN
+
+            ONE_ATTEMPT = Config(retries={"mode": "standard", "total_max_attempts": 1})
+
+            def test_1_leaves_a_mess(resilience_local_s3, resilience_s3_bucket):
+                resilience_local_s3.inject(SLOW_DOWN, times=None)
+                resilience_local_s3.latency = 0.01
+                with pytest.raises(ClientError, match="503"):  # HEAD: no body, no code
+                    resilience_local_s3.client(config=ONE_ATTEMPT).head_bucket(
+                        Bucket=resilience_s3_bucket
+                    )
+                assert resilience_local_s3.requests.total == 1
+                resilience_local_s3.stop()
+                assert not resilience_local_s3.running
+
+            def test_2_starts_clean(resilience_local_s3, resilience_s3_bucket):
+                server = resilience_local_s3
+                assert server.running
+                assert (server.faults, server.latency, server.requests.total) == ([], 0.0, 0)
+                client = server.client(config=ONE_ATTEMPT)
+                answer = client.head_bucket(Bucket=resilience_s3_bucket)
+                assert answer["ResponseMetadata"]["HTTPStatusCode"] == 200
+                assert server.requests.total == 1
+            """
+        )
+    )
+    result = run_python(
+        "import sys, pytest\n"
+        "sys.exit(pytest.main(['-v', '-p', 'no:cacheprovider', '-p', 'no:randomly', "
+        "'test_user.py']))\n",
+        cwd=tmp_path,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    first = output.index("test_user.py::test_1_leaves_a_mess PASSED")
+    assert output.index("test_user.py::test_2_starts_clean PASSED") > first, output
