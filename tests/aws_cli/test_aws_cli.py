@@ -17,6 +17,7 @@ import importlib.util
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Optional
 
@@ -234,3 +235,49 @@ def test_debug_shows_the_retry_lines(aws: AwsCli, s3: LocalS3) -> None:
         if line.startswith("INFO botocore_resilience:") and "ListObjectsV2" in line
     ]
     assert len(retries) == 1, done.stderr
+
+
+# -- a state store: circuits shared between runs ---------------------------------------------
+
+
+@pytest.fixture
+def redis_url(tmp_path: Path) -> Iterator[str]:
+    pytest.importorskip("redis")
+    # tests/ is on sys.path (pytest's default import mode): the fleet suite's real redis-server.
+    from fleet.redis_servers import RedisServer, redis_available
+
+    if not redis_available():
+        pytest.skip("redis-server is not installed")
+    server = RedisServer(str(tmp_path)).start()
+    yield server.url
+    server.stop()
+
+
+def test_a_run_that_meets_an_open_fleet_circuit_fails_at_once_and_sends_nothing(
+    aws: AwsCli, s3: LocalS3, redis_url: str
+) -> None:
+    bucket = s3.create_bucket()
+    fleet = {
+        "BOTOCORE_RESILIENCE_STATE_URL": redis_url,
+        "BOTOCORE_RESILIENCE_FAILURE_THRESHOLD": "1",
+        "AWS_MAX_ATTEMPTS": "1",
+    }
+    # One run meets a 503 storm and opens the fleet's circuit in the store.
+    s3.inject(SLOW_DOWN, times=None)
+    first = aws("s3api", "list-objects-v2", "--bucket", bucket, **fleet)
+    assert first.returncode != 0
+    assert WARNING_OPEN in first.stderr
+    s3.reset()  # the server is healthy again, and has seen nothing yet
+
+    # The next run, a new process, learns the circuit is open before its first call is sent.
+    second = aws("s3api", "list-objects-v2", "--bucket", bucket, **fleet)
+
+    assert second.returncode == 255
+    # The CLI's own error line, and before it the plugin's WARNING as this process learns
+    # the fleet's state (the circuit name and why it opened).
+    *learned, line = error_lines(second.stderr)
+    assert line.startswith(
+        "Circuit s3/us-east-1 is open: s3 ListObjectsV2 was not sent; next probe in "
+    ), second.stderr
+    assert all(other.startswith(WARNING_OPEN) for other in learned), second.stderr
+    assert s3.requests.total == 0
