@@ -217,10 +217,21 @@ def format_settings(settings: Settings) -> str:
         for s in SETTINGS
     ]
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
-    return "".join(
+    table = "".join(
         "  ".join(cell.ljust(width) for cell, width in zip(row[:3], widths)) + "  " + row[3] + "\n"
         for row in rows
     )
+    return table + "\n" + _RETRY_NOTE
+
+
+# What the two retry settings do is easy to misread from their names alone.
+_RETRY_NOTE = """\
+retry_mode and max_attempts fill in only what a client's user set nowhere (a client or
+session Config, AWS_RETRY_MODE / AWS_MAX_ATTEMPTS, the profile). Where they fill in,
+max_attempts is one number for every service, legacy mode included: it replaces botocore's
+per-service defaults (DynamoDB: 4 attempts on botocore 1.44, 10 in legacy mode).
+See docs/explanation/adaptive-mode.md.
+"""
 
 
 def format_value(value: Any) -> str:

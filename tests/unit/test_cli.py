@@ -27,7 +27,7 @@ def run_cli(*argv: str, environ: Optional[dict[str, str]] = None) -> tuple[int, 
 
 def table_rows(text: str) -> dict[str, list[str]]:
     """``{option: [env, value, source]}`` from the ``config`` table (values have no spaces)."""
-    lines = text.splitlines()
+    lines = text.split("\n\n")[0].splitlines()  # the note on retries follows a blank line
     assert lines[0].split() == ["option", "environment", "variable", "value", "source"]
     return {line.split()[0]: line.split()[1:] for line in lines[1:]}
 
@@ -47,6 +47,16 @@ def test_config_lists_every_setting_with_its_variable_default_and_source() -> No
     assert rows["enabled"][1] == "true"
     assert rows["name"][1] == '""'
     assert rows["metrics_port"][1] == "(unset)"
+
+
+def test_config_says_how_the_retry_settings_apply() -> None:
+    # Issue 10, item 5: the plugin's max_attempts replaces botocore's per-service defaults
+    # where it applies; the output says so beside the values.
+    code, out, _ = run_cli("config")
+    assert code == 0
+    note = out.split("\n\n", 1)[1]
+    assert "only what a client's user set nowhere" in note
+    assert "one number for every service" in note
 
 
 def test_config_shows_environment_and_keyword_sources() -> None:
