@@ -1,5 +1,4 @@
-"""What the library logs, on logger ``botocore_resilience`` (what operators read in it:
-``docs/runbook.md``).
+"""What the library logs, on logger ``botocore_resilience`` (contract §7).
 
 Lines carry circuit names, services, operations, buckets, object keys, attempt
 numbers and short reasons (error codes, statuses, exception class names). Never

@@ -52,7 +52,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import weakref
 from collections.abc import Mapping
 from typing import Final, Optional, Protocol
@@ -66,6 +65,7 @@ from . import _fork
 from .breaker import CircuitState, Transition
 from .call_metrics import DURATION_BUCKETS, OTHER_BUCKET, CallMetrics, call_metrics_for
 from .circuits import is_registered
+from .config import Settings, is_valid_namespace  # one namespace rule, for settings and metrics
 from .logs import logger  # never raises
 
 __all__ = [
@@ -102,21 +102,13 @@ the gauge at 2; without that hook it behaves exactly like ``max``.
 """
 
 
-DEFAULT_MAX_BUCKETS: Final = 1000
+DEFAULT_MAX_BUCKETS: Final = Settings.max_circuits
 """The bound on distinct ``bucket`` label values when none is given: the default of the
 ``max_circuits`` setting, which install() passes."""
-
-# The rule prometheus-client applies to whole names (colons are legal, if unusual).
-_NAMESPACE = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*\Z")
 
 
 class MetricsRegistrationError(ValueError):
     """The registry already holds a collector, not ours, under one of our metric names."""
-
-
-def is_valid_namespace(namespace: str) -> bool:
-    """Whether ``namespace`` can prefix metric names (``""`` means no prefix)."""
-    return namespace == "" or _NAMESPACE.match(namespace) is not None
 
 
 class StatefulCircuit(Protocol):

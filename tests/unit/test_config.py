@@ -653,3 +653,10 @@ def test_each_default_is_written_once() -> None:
         assert getattr(policy, option) == getattr(defaults, option), option
     assert policy.half_open_max_calls == defaults.half_open_max_calls
     assert defaults.max_circuits == DEFAULT_MAX_CIRCUITS
+
+
+def test_config_and_metrics_share_one_namespace_check() -> None:
+    from botocore_resilience import config, metrics
+
+    assert metrics.is_valid_namespace is config.is_valid_namespace
+    assert Settings().max_circuits == metrics.DEFAULT_MAX_BUCKETS
