@@ -8,7 +8,6 @@ attempts are skipped (``no_backoff``), so nothing here sleeps.
 from __future__ import annotations
 
 import asyncio
-import gc
 from typing import Any
 
 import pytest
@@ -208,10 +207,6 @@ def test_half_open_admits_exactly_max_calls_of_32_concurrent_tasks(
     assert s3.requests.total == max_calls
 
 
-@pytest.mark.xfail(
-    reason="until the handlers tie a probe's slot to its request context (probe_guard)",
-    strict=False,
-)
 def test_a_cancelled_probe_frees_its_slot_once_the_task_is_gone(
     s3: LocalS3, aio_installed: AioInstalled, clock: FakeClock
 ) -> None:
@@ -243,7 +238,9 @@ def test_a_cancelled_probe_frees_its_slot_once_the_task_is_gone(
                 await probe
             client.meta.events.unregister("before-send.s3", hang)
             del probe
-            gc.collect()  # the cancelled task's traceback may hold its frames in a cycle
+            # The loop still holds the finished task until the callback that woke this
+            # task returns: yield to it once. Nothing else is needed for the slot to come back.
+            await asyncio.sleep(0)
             assert breaker.state is CircuitState.HALF_OPEN
             await client.head_bucket(Bucket=bucket)  # admitted: the slot is free again
             await client.head_bucket(Bucket=bucket)
