@@ -46,6 +46,7 @@ from dataclasses import dataclass
 from typing import Callable, Optional, Union
 
 from .clock import MONOTONIC, Clock
+from .config import Settings
 
 __all__ = [
     "DEFAULT_PROBE_LEASE",
@@ -100,12 +101,13 @@ class Outcome(enum.Enum):
 
 @dataclass(frozen=True)
 class BreakerPolicy:
-    """The thresholds of one breaker. Validated by ``config``; defaults match the contract."""
+    """The thresholds of one breaker. Validated by ``config``, whose :class:`Settings` holds
+    the defaults (written once, there)."""
 
-    failure_threshold: int = 5
-    recovery_timeout: float = 60.0
-    success_threshold: int = 2
-    half_open_max_calls: int = 1
+    failure_threshold: int = Settings.failure_threshold
+    recovery_timeout: float = Settings.recovery_timeout
+    success_threshold: int = Settings.success_threshold
+    half_open_max_calls: int = Settings.half_open_max_calls
     enforce: bool = True
     """``False`` is the ``metrics-only`` mode: state is computed, nothing is rejected."""
     probe_lease: Optional[float] = None
