@@ -12,12 +12,21 @@ One line, before creating clients::
 Calls now retry in botocore's adaptive mode (plus the transient errors it leaves out),
 fail fast with :class:`CircuitBreakerOpen` while their service is down, and are
 counted in Prometheus. See the documentation for settings, metrics and the runbook.
+
+The public API is what ``__all__`` lists, plus :mod:`botocore_resilience.testing` and
+:mod:`botocore_resilience.plugin`; everything else is implementation. Besides the
+functions, it holds the types a user meets: :class:`Settings` (``Installation.settings``),
+:class:`Transition` (``record.transition`` on a circuit's log lines), :class:`Retry`
+(``record.retry`` on a retry's log line) and :class:`Clock` (what ``clock=`` takes).
 """
 
-from .breaker import CircuitBreaker, CircuitState
+from .breaker import CircuitBreaker, CircuitState, Transition
+from .clock import Clock
+from .config import Settings
 from .errors import CircuitBreakerOpen, ConfigurationError
 from .global_install import install_global, uninstall_global
 from .install import Installation, install, uninstall
+from .logs import Retry
 
 __version__ = "0.1.0"
 
@@ -25,8 +34,12 @@ __all__ = [
     "CircuitBreaker",
     "CircuitBreakerOpen",
     "CircuitState",
+    "Clock",
     "ConfigurationError",
     "Installation",
+    "Retry",
+    "Settings",
+    "Transition",
     "__version__",
     "install",
     "install_global",

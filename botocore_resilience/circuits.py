@@ -1,4 +1,6 @@
-"""Which circuit a call belongs to, and the breakers behind the names (contract §3).
+"""Which circuit a call belongs to, and the breakers behind the names.
+
+The names are documented for users in ``docs/reference/settings.md`` (circuit names).
 
 ==========  =====================================  =========================
 scope       circuit name                           example
@@ -137,7 +139,6 @@ class Circuits:
         self._ring: list[_Entry] = []  # every entry once, in sweep order
         self._hand = 0  # where the next sweep starts
         self._sweep_after = float("-inf")
-        self.keepalive: object = None  # whatever the owner needs kept alive with these circuits
         self._lock = _fork.new_lock()
         _fork.at_fork_in_child(self._after_fork_in_child)
 

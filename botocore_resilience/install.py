@@ -216,7 +216,8 @@ def install(
             are read from; default ``os.environ``.
         jitter: the random source (``[0, 1)``) of the backoff before retries *we* add
             (botocore's own retries use botocore's); ``lambda: 0.0`` removes the wait in tests.
-        **options: the settings of the contract in lower case, e.g. ``failure_threshold=3``.
+        **options: the settings (``docs/reference/settings.md``) by their lower-case option
+            names, e.g. ``failure_threshold=3``.
 
     Returns:
         The :class:`Installation`.

@@ -1,4 +1,5 @@
-"""What the library logs, on logger ``botocore_resilience`` (contract §7).
+"""What the library logs, on logger ``botocore_resilience`` (what operators read in it:
+``docs/runbook.md``).
 
 Lines carry circuit names, services, operations, buckets, object keys, attempt
 numbers and short reasons (error codes, statuses, exception class names). Never

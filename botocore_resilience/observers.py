@@ -163,7 +163,7 @@ class MetricsObserver(Observer):
 
 class LogObserver(Observer):
     """Logging as a subscriber: transitions and retries on logger ``botocore_resilience``
-    (see ``docs/reference/settings.md`` and the runbook for what each line means)."""
+    (``docs/runbook.md`` says what operators read in each line)."""
 
     def __init__(self, recovery_timeout: float) -> None:
         self._recovery_timeout = recovery_timeout
