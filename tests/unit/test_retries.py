@@ -530,3 +530,65 @@ def test_the_session_install_wins_over_shared_defaults() -> None:
     assert new_client(session).meta.config.retries == {"mode": "adaptive", "total_max_attempts": 6}
     restore_retry_defaults(session, defaults)
     assert new_client(session).meta.config.retries == {"mode": "standard", "total_max_attempts": 2}
+
+
+# -- AWS_NEW_RETRIES_2026, both ways, on a botocore that reads it (1.43) ------------------------
+
+_BOTH_WAYS = """
+import json
+import botocore.session
+from botocore.awsrequest import AWSResponse
+from botocore.config import Config
+from botocore.retries import standard
+from botocore.retries.standard import RetryContext
+from botocore_resilience.retries import GapFiller
+
+session = botocore.session.Session()
+client = session.create_client(
+    "s3", region_name="us-east-1", aws_access_key_id="a", aws_secret_access_key="b",
+    endpoint_url="http://127.0.0.1:9",
+    config=Config(retries={"mode": "standard", "total_max_attempts": 9}),
+)
+backoff = standard.register_retry_handler(client, max_attempts=9)._retry_policy._retry_backoff
+backoff._random = lambda: 0.5
+waits = []
+for headers in ({}, {"x-amz-retry-after": "1500"}):
+    for attempt in (1, 3):
+        context = RetryContext(
+            attempt_number=attempt,
+            operation_model=client.meta.service_model.operation_model("GetObject"),
+            parsed_response={"Error": {"Code": "ClientTimeout"}},
+            http_response=AWSResponse("http://x", 408, headers, None),
+            request_context={"client_config": client.meta.config},
+        )
+        waits.append([GapFiller(lambda: 0.5).delay(context), backoff.delay_amount(context)])
+print(json.dumps(waits))
+"""
+
+
+@pytest.mark.skipif(
+    not hasattr(configprovider, "_resolve_new_retries"),
+    reason="this botocore does not read AWS_NEW_RETRIES_2026 (only 1.43 does)",
+)
+@pytest.mark.parametrize(
+    ("flag", "expected"),
+    [("true", [0.025, 0.1, 1.5, 1.5]), ("false", [0.5, 2.0, 0.5, 2.0])],
+)
+def test_the_wait_follows_aws_new_retries_2026(flag: str, expected: list[float]) -> None:
+    # botocore reads the flag once, at import: each value needs its own interpreter.
+    import json
+    import os
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", _BOTH_WAYS],
+        env={**os.environ, "AWS_NEW_RETRIES_2026": flag},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    waits = json.loads(done.stdout)
+    assert [ours for ours, _botocore in waits] == pytest.approx(expected)
+    assert [botocore for _ours, botocore in waits] == pytest.approx(expected)
