@@ -212,8 +212,8 @@ def install(
             (default: ``prometheus_client.REGISTRY``).
         clock: anything with ``monotonic()`` (a :class:`~botocore_resilience.Clock`); for
             tests. Default: :func:`time.monotonic`.
-        environ: where ``BOTOCORE_RESILIENCE_*`` (and ``AWS_RETRY_MODE``/``AWS_MAX_ATTEMPTS``)
-            are read from; default ``os.environ``.
+        environ: where ``BOTOCORE_RESILIENCE_*`` are read from; default ``os.environ``.
+            (``AWS_RETRY_MODE``/``AWS_MAX_ATTEMPTS`` are botocore's: it reads them itself.)
         jitter: the random source (``[0, 1)``) of the backoff before retries *we* add
             (botocore's own retries use botocore's); ``lambda: 0.0`` removes the wait in tests.
         **options: the settings (``docs/reference/settings.md``) by their lower-case option

@@ -74,8 +74,7 @@ class Runtime:
     ) -> None:
         self.settings = settings
         self.environ = environ
-        """Where the settings (and ``AWS_RETRY_MODE``/``AWS_MAX_ATTEMPTS``) were read from:
-        the retry defaults given to each new client are judged against it."""
+        """Where the settings were read from (the ``/metrics`` server reads it too)."""
         self.clock = clock
         self.now = reader_of(clock)
         """Seconds on the runtime's clock: :func:`time.monotonic` itself by default."""
