@@ -347,6 +347,31 @@ def test_a_broken_observer_never_breaks_the_call_nor_the_circuit(
     assert any("internal error in broken" in r.getMessage() for r in caplog.records)
 
 
+def test_a_lone_observer_that_fails_never_breaks_the_call(
+    clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Heard by one subscriber, call_finished is its own method, unguarded: the handlers
+    # guard it, on the path of an admitted call and on that of a rejected one.
+    class Broken(Observer):
+        def call_finished(self, *args: Any) -> None:  # type: ignore[override]
+            raise RuntimeError("broken")
+
+    runtime = runtime_with(Heard(), clock, failure_threshold=1)
+    runtime.observers = Observers([("broken", Broken())])
+    caplog.set_level(logging.DEBUG, logger="botocore_resilience")
+    closed = ConnectionClosedError(endpoint_url="http://127.0.0.1:9")
+    replay(record_call([closed], max_attempts=1), EventHandlers(runtime))
+    assert runtime.circuits is not None
+    (breaker,) = runtime.circuits.breakers().values()
+    assert breaker.state is CircuitState.OPEN
+    handlers = EventHandlers(runtime)
+    recorded = record_call([200])
+    with pytest.raises(CircuitBreakerOpen):  # rejected all the same
+        handlers.on_before_call(**recorded.kwargs("before-call"))
+    failures = [r for r in caplog.records if "internal error in broken" in r.getMessage()]
+    assert len(failures) == 2
+
+
 def test_a_second_install_swaps_the_runtime_under_the_same_handlers(clock: FakeClock) -> None:
     first, second = Heard(), Heard()
     handlers = EventHandlers(runtime_with(first, clock))

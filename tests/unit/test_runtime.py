@@ -25,6 +25,7 @@ from botocore_resilience import ConfigurationError, install_global, uninstall_gl
 from botocore_resilience import plugin as plugin_module
 from botocore_resilience import runtime as runtime_module
 from botocore_resilience.clock import MONOTONIC, reader_of
+from botocore_resilience.metrics import NullMetrics
 from botocore_resilience.observers import (
     RESULTS,
     LogObserver,
@@ -291,7 +292,23 @@ def test_one_subscriber_that_fails_never_raises_into_the_caller() -> None:
         def call_finished(self, *args: Any) -> None:  # type: ignore[override]
             raise RuntimeError("boom")
 
-    Observers([("broken", Broken())]).call_finished("s3", "GetObject", "", "success", 0.1)
+        def retry_made(self, *args: Any) -> None:  # type: ignore[override]
+            raise RuntimeError("boom")
+
+    observers = Observers([("broken", Broken())])
+    observers.retry_made("s3", "GetObject", "", None, 1, "503")
+
+
+def test_the_event_of_every_call_costs_no_frame_of_ours() -> None:
+    # Heard by one subscriber, call_finished is its own method: the handlers guard it
+    # (tests/unit/test_handlers.py) and log a failure under the subscriber's name.
+    subscriber = MetricsObserver(NullMetrics())
+    observers = Observers([("metrics", subscriber)])
+    assert observers.call_finished == subscriber.sink.call_finished
+    assert observers.call_finished_by == "metrics"
+    two = Observers([("metrics", subscriber), ("logging", LogObserver(60.0))])
+    assert two.call_finished == subscriber.sink.call_finished  # logging does not hear it
+    assert Observers([]).call_finished_by == "observers"
 
 
 def test_events_nobody_hears_cost_nothing() -> None:
