@@ -51,8 +51,8 @@ class RetrySettings:
 
 class _Layer:
     """The plugin's retry settings for one session: from ``install(session)`` and/or from
-    ``install_global()``. The session's own install wins (the contract's rule for a client
-    whose session was installed directly)."""
+    ``install_global()``. The session's own install wins, as it does for the handlers of a
+    client whose session was installed directly (docs/how-to/install-global.md)."""
 
     def __init__(self) -> None:
         self.installed: Optional[RetrySettings] = None
@@ -84,7 +84,7 @@ class _LayerProvider(BaseProvider):  # type: ignore[misc]
         return f"botocore_resilience({self._field})"
 
 
-_VARIABLES = (("retry_mode", "retry_mode"), ("max_attempts", "max_attempts"))
+_VARIABLES = ("retry_mode", "max_attempts")  # botocore's names, and RetrySettings' fields
 _lock = threading.Lock()
 _layers: weakref.WeakKeyDictionary[Any, _Layer] = weakref.WeakKeyDictionary()
 
@@ -116,10 +116,10 @@ def _layer_of(session: Any) -> _Layer:
     if layer is None:
         layer = _layers[session] = _Layer()
     store = session.get_component("config_store")
-    for variable, field in _VARIABLES:
+    for variable in _VARIABLES:
         chain = store.get_config_provider(variable)
         if not _has_layer(chain, layer):  # new, or the user replaced the chain since
-            store.set_config_provider(variable, _with_layer(chain, _LayerProvider(layer, field)))
+            store.set_config_provider(variable, _with_layer(chain, _LayerProvider(layer, variable)))
     return layer
 
 
@@ -168,7 +168,7 @@ def apply_shared_retry_defaults(
         layer = _layers.get(session)
         if layer is not None and layer.shared is current:
             store = session.get_component("config_store")
-            if all(_has_layer(store.get_config_provider(v), layer) for v, _f in _VARIABLES):
+            if all(_has_layer(store.get_config_provider(v), layer) for v in _VARIABLES):
                 return  # the common case: this session was seen before
         _layer_of(session).shared = current
 
