@@ -6,6 +6,7 @@ the code blocks out of the Markdown and run them against the installed package.
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -67,16 +68,34 @@ def test_the_tutorial_script_trips_the_circuit_on_the_fifth_call(tmp_path: Path)
     assert "WARNING botocore_resilience: circuit s3/us-east-1" in result.stderr
 
 
-def test_the_testing_how_to_examples_pass(tmp_path: Path) -> None:
-    """docs/how-to/test-your-code.md: its two tests pass with the package's pytest fixtures."""
+@pytest.mark.parametrize(
+    ("marker", "tests"),
+    [("def test_an_outage_fails_fast", 2), ("def test_a_plain_session", 1)],
+    ids=["fixtures", "plain-session"],
+)
+def test_the_testing_how_to_examples_pass(tmp_path: Path, marker: str, tests: int) -> None:
+    """docs/how-to/test-your-code.md: its tests pass with the package's pytest fixtures,
+    including the one whose code makes a plain ``boto3.Session()``."""
     pytest.importorskip("moto.server", reason="LocalS3 needs the testing extra (moto[server])")
     pytest.importorskip("werkzeug", reason="LocalS3 needs the testing extra (moto[server])")
-    (tmp_path / "test_howto.py").write_text(python_blocks(DOCS / "how-to" / "test-your-code.md")[0])
-    result = _run_python(
-        ["-m", "pytest", "-q", "-p", "no:cacheprovider", "test_howto.py"], tmp_path
+    (block,) = [b for b in python_blocks(DOCS / "how-to" / "test-your-code.md") if marker in b]
+    (tmp_path / "test_howto.py").write_text(block)
+    # No credentials of the developer's (or CI's) may make the example pass by accident.
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    environ["AWS_SHARED_CREDENTIALS_FILE"] = str(tmp_path / "no-credentials")
+    environ["AWS_CONFIG_FILE"] = str(tmp_path / "no-config")
+    environ["AWS_EC2_METADATA_DISABLED"] = "true"
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_howto.py"],
+        cwd=tmp_path,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "2 passed" in result.stdout
+    assert f"{tests} passed" in result.stdout
 
 
 def test_the_settings_page_lists_every_setting_with_its_default() -> None:
