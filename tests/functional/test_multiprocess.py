@@ -23,7 +23,6 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from prometheus_client.parser import text_string_to_metric_families
 
-from botocore_resilience import exposition
 from botocore_resilience.exposition import start_metrics_server, stop_metrics_server
 
 pytestmark = pytest.mark.timeout(120)
@@ -193,9 +192,7 @@ def test_state_gauge_shows_the_worst_live_worker(workers: tuple[Path, dict[str, 
 
 
 def forget_server() -> None:
-    if not stop_metrics_server():
-        # prometheus-client < 0.20 cannot stop its server: forget it (it keeps its port).
-        exposition._running = None
+    stop_metrics_server()
 
 
 @pytest.fixture
