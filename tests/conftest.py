@@ -33,6 +33,8 @@ _REPORTED = (
     "prometheus-client",
     "wrapt",
     "pytest",
+    "opentelemetry-sdk",
+    "awscli",
 )
 
 
