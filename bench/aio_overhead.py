@@ -16,7 +16,8 @@ time (``time.thread_time``: the loop and the calls all run on it), wall time is
 reported next to it. Ratios are taken per round (paired) and summarised by their
 median.
 
-Sections: ``percall`` (the above), ``switched`` (one client, the plugin switched on and
+Sections: ``handlers`` (the plugin's handlers alone, replayed with the arguments of
+one real call), ``percall`` (the above), ``switched`` (one client, the plugin switched on and
 off between batches: no second client to differ) and ``dispatch`` (what aiobotocore's
 event emitter adds per plain handler, which the plugin's handlers pay and botocore's
 emitter does not charge).
@@ -189,7 +190,55 @@ async def dispatch(rounds: int, calls: int) -> None:
     print(f"  {'added per handler, µs':36} {summary(added)}")
 
 
-SECTIONS = ("percall", "switched", "dispatch")
+_HOT_PATH = (
+    ("before-parameter-build", "on_before_parameter_build"),
+    ("before-call", "on_before_call"),
+    ("request-created", "on_request_created"),
+    ("needs-retry", "on_needs_retry"),
+    ("after-call", "on_after_call"),
+)
+
+
+async def _record_hot_path() -> list[tuple[Callable[..., Any], dict[str, Any]]]:
+    """The plugin's handlers and the exact arguments aiobotocore gave them in one stubbed call."""
+    session = _session(False)
+    installation = botocore_resilience.install(session, registry=CollectorRegistry(), environ={})
+    handlers = installation._bindings[0].handlers
+    recorded: list[tuple[Callable[..., Any], dict[str, Any]]] = []
+    originals = {method: getattr(handlers, method) for _event, method in _HOT_PATH}
+
+    def recorder(method: str) -> Callable[..., Any]:
+        def record(**kwargs: Any) -> Any:
+            recorded.append((originals[method], kwargs))
+            return originals[method](**kwargs)
+
+        return record
+
+    async with _stubbed_client(session) as client:
+        for event, method in _HOT_PATH:
+            client.meta.events.register(event, recorder(method), unique_id=f"bench.{event}")
+            client.meta.events.unregister(event, unique_id=f"botocore_resilience.{event}")
+        await client.head_object(Bucket="bench", Key="object")
+    assert [fn.__name__ for fn, _ in recorded] == [m for _e, m in _HOT_PATH], recorded
+    return recorded
+
+
+def handlers(rounds: int, calls: int) -> None:
+    """Only the plugin's own handlers, replayed with the arguments of a real aiobotocore call
+    (the same functions as for botocore: compare with ``overhead.py --only handlers``)."""
+    print(f"\n## The plugin's handlers alone (replayed), {rounds} rounds x {calls} calls")
+    recorded = asyncio.run(_record_hot_path())
+    cpu = []
+    for _round in range(rounds):
+        start = time.thread_time()
+        for _ in range(calls):
+            for handler, kwargs in recorded:
+                handler(**kwargs)
+        cpu.append((time.thread_time() - start) / calls)
+    print(f"  {'handlers, metrics on, cpu µs':36} {summary([v * 1e6 for v in cpu])}")
+
+
+SECTIONS = ("handlers", "percall", "switched", "dispatch")
 
 
 def main() -> None:
@@ -201,6 +250,8 @@ def main() -> None:
     import aiobotocore
 
     print(f"{machine()}; aiobotocore {aiobotocore.__version__}")
+    if "handlers" in sections:
+        handlers(rounds=6 if args.quick else 30, calls=1000 if args.quick else 3000)
     if "percall" in sections:
         asyncio.run(percall(rounds=20 if args.quick else 300, calls=20))
     if "switched" in sections:
