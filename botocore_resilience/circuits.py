@@ -40,12 +40,13 @@ from typing import Any, Callable, Optional
 from . import _fork
 from .breaker import BreakerPolicy, CircuitBreaker, CircuitState, Observer, Transition
 from .clock import Clock
+from .config import Settings
 
 __all__ = ["DEFAULT_MAX_CIRCUITS", "Circuits", "is_registered"]
 
 _GLOBAL = "global"  # region of clients that have none
 
-DEFAULT_MAX_CIRCUITS = 1000
+DEFAULT_MAX_CIRCUITS = Settings.max_circuits  # the setting's default, written once in config
 
 # After a sweep found nothing to evict (every circuit is open, probing, failing or
 # service-wide), new circuits fall back to their service circuit without sweeping again
