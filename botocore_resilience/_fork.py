@@ -108,7 +108,7 @@ def _after_fork_in_child() -> None:
                 method()
             except Exception:  # the child must go on whatever one of these does
                 logging.getLogger("botocore_resilience").warning(
-                    "botocore_resilience: fork handling failed in the child", exc_info=True
+                    "fork handling failed in the child", exc_info=True
                 )
 
 

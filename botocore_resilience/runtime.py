@@ -176,7 +176,7 @@ def _metrics_sink(settings: Settings, registry: Any, meter_provider: Any) -> Opt
     except Exception:
         # A registry that already holds a foreign collector under one of our names: the
         # application keeps running, without our metrics, and says why once.
-        logger.warning("botocore_resilience: metrics disabled", exc_info=True)
+        logger.warning("metrics disabled", exc_info=True)
         return None
 
 

@@ -559,7 +559,7 @@ def test_a_broken_registry_never_breaks_install_or_calls(
             for r in caplog.records
             if r.name == "botocore_resilience" and r.levelno == logging.WARNING
         ]
-        assert [r.getMessage() for r in warnings] == ["botocore_resilience: metrics disabled"]
+        assert [r.getMessage() for r in warnings] == ["metrics disabled"]
         exercise(s3, installation, s3.client(session=session))
     finally:
         installation.uninstall()
