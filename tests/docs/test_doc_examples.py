@@ -12,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -124,3 +125,33 @@ def test_the_settings_page_lists_every_setting_with_its_default() -> None:
             assert float(shown) == setting.default, setting.env
         else:
             assert shown.strip('"') == str(setting.default), setting.env
+
+
+def test_the_readme_names_every_event_install_registers() -> None:
+    """README.md's "It registers handlers on botocore's ... events" lists exactly what
+    ``install()`` registers on a session."""
+    import botocore.session
+    from prometheus_client import CollectorRegistry
+
+    import botocore_resilience
+
+    session = botocore.session.Session()
+    emitter = session.get_component("event_emitter")
+    registered: set[str] = set()
+    for method in ("register", "register_first", "register_last"):
+        original = getattr(emitter, method)
+
+        def spy(event_name: str, *args: Any, _original: Any = original, **kwargs: Any) -> Any:
+            registered.add(event_name)
+            return _original(event_name, *args, **kwargs)
+
+        setattr(emitter, method, spy)
+    botocore_resilience.install(session, registry=CollectorRegistry(), environ={})
+    botocore_resilience.uninstall(session)
+    assert registered  # the spy saw the registrations
+
+    readme = (ROOT / "README.md").read_text()
+    sentence = re.search(r"It registers handlers on\s+botocore's (.*?) events\.", readme, re.S)
+    assert sentence, "README.md no longer says which events it registers"
+    named = set(re.findall(r"`([a-z0-9.-]+)`", sentence.group(1)))
+    assert named == registered
