@@ -14,7 +14,7 @@ import pytest
 
 pytest.importorskip("aiobotocore")
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, EndpointConnectionError
 from prometheus_client import CollectorRegistry
 
 from botocore_resilience import CircuitBreakerOpen, CircuitState
@@ -247,3 +247,38 @@ def test_a_cancelled_probe_frees_its_slot_once_the_task_is_gone(
             assert breaker.state is CircuitState.CLOSED
 
     asyncio.run(scenario())
+
+
+def test_connection_refused_counts_once_per_call_and_restart_recovers(
+    s3: LocalS3, aio_installed: AioInstalled, clock: FakeClock, registry: CollectorRegistry
+) -> None:
+    # aiobotocore turns aiohttp's connection errors into botocore's own
+    # (EndpointConnectionError): judged as failures, once per call after its retries.
+    installation, session = aio_installed()
+    bucket = s3.create_bucket()
+
+    async def scenario() -> None:
+        async with s3.aio_client(session=session, config=POOL) as client:
+            s3.stop()
+            for calls in range(1, 6):
+                with pytest.raises(EndpointConnectionError):
+                    await client.head_bucket(Bucket=bucket)
+                breaker = installation.breakers()[CIRCUIT]
+                if calls < 5:  # 4 attempts each: per-attempt counting would have opened it
+                    assert (breaker.state, breaker.consecutive_failures) == (
+                        CircuitState.CLOSED,
+                        calls,
+                    )
+            assert breaker.state is CircuitState.OPEN
+            with pytest.raises(CircuitBreakerOpen):
+                await client.head_bucket(Bucket=bucket)
+            s3.start()  # same port
+            clock.advance(60)
+            await client.head_bucket(Bucket=bucket)
+            await client.head_bucket(Bucket=bucket)
+            assert breaker.state is CircuitState.CLOSED
+
+    asyncio.run(scenario())
+    labels = {"service": "s3", "operation": "HeadBucket", "bucket": bucket}
+    assert registry.get_sample_value(OPERATIONS, {**labels, "result": "error"}) == 5
+    assert sum(retry_samples(registry).values()) == 5 * 3  # 4 attempts per call
