@@ -75,8 +75,8 @@ def install_global(**options: Any) -> Installation:
     """Cover every botocore client created from now on in this process, from any session.
 
     Takes the same keyword options as :func:`botocore_resilience.install` (settings,
-    ``registry``, ``clock``, ``environ``, ``jitter``). Idempotent: calling it again
-    replaces the options, for clients already created too.
+    ``registry``, ``clock``, ``environ``, ``jitter``, ``meter_provider``). Idempotent:
+    calling it again replaces the options, for clients already created too.
 
     >>> import botocore_resilience
     >>> from prometheus_client import CollectorRegistry

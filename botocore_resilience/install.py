@@ -199,6 +199,7 @@ def install(
     clock: Optional[Clock] = None,
     environ: Optional[Mapping[str, str]] = None,
     jitter: Optional[Callable[[], float]] = None,
+    meter_provider: Any = None,
     **options: Any,
 ) -> Installation:
     """Add retries, circuit breakers and metrics to every call made through ``target``.
@@ -216,6 +217,8 @@ def install(
             (``AWS_RETRY_MODE``/``AWS_MAX_ATTEMPTS`` are botocore's: it reads them itself.)
         jitter: the random source (``[0, 1)``) of the backoff before retries *we* add
             (botocore's own retries use botocore's); ``lambda: 0.0`` removes the wait in tests.
+        meter_provider: the OpenTelemetry ``MeterProvider`` that records the metrics with
+            ``metrics="otel"`` (default: the global one, which may be set later).
         **options: the settings (``docs/reference/settings.md``) by their lower-case option
             names, e.g. ``failure_threshold=3``.
 
@@ -238,7 +241,14 @@ def install(
     >>> botocore_resilience.uninstall(session)
     """
     # Settings first: a bad one raises before anything is touched.
-    runtime = build_runtime(environ, registry=registry, clock=clock, jitter=jitter, **options)
+    runtime = build_runtime(
+        environ,
+        registry=registry,
+        clock=clock,
+        jitter=jitter,
+        meter_provider=meter_provider,
+        **options,
+    )
     owner, events, is_session = _resolve(target)
     installation = Installation(runtime)
     with _lock:

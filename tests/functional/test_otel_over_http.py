@@ -468,3 +468,15 @@ def test_without_a_provider_the_global_one_is_used(
         assert points["operations"] == {("s3", "ListBuckets", "", "success"): 1.0}
     finally:
         provider.shutdown()
+
+
+def test_install_global_takes_a_meter_provider(
+    s3: LocalS3, provider: MeterProvider, reader: InMemoryMetricReader
+) -> None:
+    botocore_resilience.install_global(metrics="otel", meter_provider=provider, environ={})
+    try:
+        s3.client().list_buckets()
+    finally:
+        botocore_resilience.uninstall_global()
+    points, _units = otel_points(reader)
+    assert points["operations"] == {("s3", "ListBuckets", "", "success"): 1.0}
