@@ -35,6 +35,8 @@ _REPORTED = (
     "pytest",
     "opentelemetry-sdk",
     "awscli",
+    "aiobotocore",
+    "aioboto3",
 )
 
 
