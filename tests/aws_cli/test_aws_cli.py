@@ -23,7 +23,7 @@ from typing import Optional
 
 import pytest
 
-from botocore_resilience.testing import CLIENT_TIMEOUT, SLOW_DOWN, LocalS3
+from botocore_resilience.testing import CLIENT_TIMEOUT, INTERNAL_ERROR, SLOW_DOWN, LocalS3
 
 if importlib.util.find_spec("awscli") is None:
     pytest.skip("awscli (AWS CLI v1) is not installed: tox -e awscli", allow_module_level=True)
@@ -281,3 +281,27 @@ def test_a_run_that_meets_an_open_fleet_circuit_fails_at_once_and_sends_nothing(
     ), second.stderr
     assert all(other.startswith(WARNING_OPEN) for other in learned), second.stderr
     assert s3.requests.total == 0
+
+
+# -- retry defaults ----------------------------------------------------------------------------
+
+
+def test_the_plugins_attempts_replace_the_clis_default_where_the_user_set_none(
+    aws: AwsCli, aws_without_plugin: AwsCli, s3: LocalS3
+) -> None:
+    # A 500 that never ends: botocore retries it in every mode, so the requests the server
+    # sees are the attempts the run was configured with. The CLI's own default (legacy mode,
+    # 5 attempts; standard mode, 3, where botocore's 2026 retries are on) against the
+    # plugin's 4, which it sets only because neither AWS_MAX_ATTEMPTS nor a profile did.
+    bucket = s3.create_bucket()
+    s3.inject(INTERNAL_ERROR, times=None)
+
+    done = aws_without_plugin("s3api", "head-bucket", "--bucket", bucket)
+    assert done.returncode != 0
+    without = s3.requests.count(operation="HeadBucket")
+    s3.requests.reset()
+
+    done = aws("s3api", "head-bucket", "--bucket", bucket)
+    assert done.returncode != 0
+    assert s3.requests.count(operation="HeadBucket") == 4
+    assert without in (3, 5), without
