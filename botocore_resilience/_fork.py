@@ -20,7 +20,7 @@ What a child inherits is described in ``docs/how-to/prometheus-multiprocess.md``
 >>> lock = new_lock()
 >>> lock.acquire()
 True
->>> _after_fork_in_child()  # what os.fork() runs in the child
+>>> reinit_lock(lock)  # what the child does to every lock of ours after os.fork()
 >>> lock.locked()
 False
 """

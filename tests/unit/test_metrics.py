@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import sys
 import threading
 import time
@@ -1172,31 +1173,48 @@ def test_a_registry_that_fails_once_keeps_none_of_our_families(which: str) -> No
 # -- fork ----------------------------------------------------------------------------------
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 def test_locks_held_at_fork_are_free_in_the_child(registry: CollectorRegistry) -> None:
-    # What os.fork() runs in the child, run here: every lock a thread of the parent may
-    # have held (ours, and those of the prometheus-client objects we own) is released.
-    from botocore_resilience import _fork
+    # Every lock a thread of the parent may hold at fork time (ours: metrics, per-call
+    # series, bucket bound, circuits and their breakers, the module-level cache; and those
+    # of the prometheus-client objects we own, and the registry's) is free in the child.
+    from botocore_resilience import metrics as metrics_module
+    from botocore_resilience.breaker import BreakerPolicy
+    from botocore_resilience.circuits import Circuits
+    from botocore_resilience.testing import FakeClock
 
     metrics = metrics_for(registry, "botocore")
     metrics.call_finished("s3", "GetObject", "photos", "success", 0.1)
     metrics.retry_made("s3", "GetObject", 1)
     metrics.circuit_added("s3/us-east-1", CLOSED)
+    circuits = Circuits(scope="service", prefix="", policy=BreakerPolicy(), clock=FakeClock())
+    breaker = circuits.breaker_for("s3", "us-east-1", "GetObject", "")
     calls: Any = metrics._calls
     [series] = calls._series.values()
     retry_child = next(iter(metrics._retry_children.values()))
-    held = [
-        metrics._circuit_lock,
-        calls._lock,
-        series.lock,
-        calls.buckets._lock,
-        metrics._retries._lock,
-        retry_child._value._lock,
-        registry._lock,
-    ]
-    for lock in held:
+    held = {
+        "metrics": metrics._circuit_lock,
+        "per-call families": calls._lock,
+        "one series": series.lock,
+        "bucket bound": calls.buckets._lock,
+        "metrics cache (module level)": metrics_module._cache_lock,
+        "retry family": metrics._retries._lock,
+        "retry series value": retry_child._value._lock,
+        "registry": registry._lock,
+        "circuits": circuits._lock,
+    }
+    reinitialised: list[str] = []  # the breaker's locks are its own business: ask it
+    breaker._reinit_lock_after_fork = lambda: reinitialised.append(breaker.name)  # type: ignore[method-assign]
+    for lock in held.values():
         assert lock.acquire(blocking=False)
-    _fork._after_fork_in_child()
-    from botocore_resilience import metrics as metrics_module
-
-    metrics_module._reinit_registry_locks_in_child()
-    assert [lock.locked() for lock in held] == [False] * len(held)
+    pid = os.fork()
+    if pid == 0:  # the child: report through the exit code, never return into pytest
+        still_held = [name for name, lock in held.items() if lock.locked()]
+        if reinitialised != ["s3/us-east-1"]:
+            still_held.append("breaker")
+        os._exit(len(still_held))
+    for lock in held.values():
+        lock.release()
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status)
+    assert os.WEXITSTATUS(status) == 0, f"{os.WEXITSTATUS(status)} locks still held in the child"
