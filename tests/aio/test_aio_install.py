@@ -148,3 +148,37 @@ def test_a_session_install_wins_over_the_global_one(
     assert asyncio.run(scenario()) == 2
     assert counted(registry, bucket) == 1
     assert counted(global_registry, bucket) == 0
+
+
+def test_the_zero_code_plugin_covers_aio_clients_where_aiobotocore_calls_botocores_plugins(
+    s3: LocalS3, flavour: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from botocore_resilience import CircuitBreakerOpen
+    from botocore_resilience import plugin as plugin_module
+
+    if not hasattr(AioSession, "_register_client_plugins"):
+        pytest.skip("this botocore has no client plugins (botocore >= 1.39.9)")
+    # The bucket first: LocalS3's own client must not be made while the plugin variable is set.
+    bucket = s3.create_bucket()
+    monkeypatch.setenv("BOTOCORE_EXPERIMENTAL__PLUGINS", "resilience=botocore_resilience.plugin")
+    monkeypatch.setenv("BOTOCORE_RESILIENCE_METRICS", "off")  # keep the global registry clean
+    monkeypatch.setenv("BOTOCORE_RESILIENCE_FAILURE_THRESHOLD", "1")
+    monkeypatch.setenv("BOTOCORE_RESILIENCE_NAME", f"plugin-{flavour}")
+    plugin_module._reset_for_tests()
+    s3.inject(SLOW_DOWN, times=None)
+    one_attempt = POOL.merge(Config(retries={"mode": "standard", "total_max_attempts": 1}))
+
+    async def scenario() -> None:
+        async with s3.aio_client(session=new_session(s3, flavour), config=one_attempt) as client:
+            with pytest.raises(ClientError):
+                await client.head_bucket(Bucket=bucket)
+            sent = s3.requests.total
+            with pytest.raises(CircuitBreakerOpen) as raised:
+                await client.head_bucket(Bucket=bucket)
+            assert raised.value.circuit_name == f"plugin-{flavour}/s3/us-east-1"
+            assert s3.requests.total == sent
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        plugin_module._reset_for_tests()
