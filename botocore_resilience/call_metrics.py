@@ -35,6 +35,7 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from . import _fork
+from .observers import RESULTS as _RESULTS
 
 __all__ = [
     "DURATION_BUCKETS",
@@ -75,7 +76,8 @@ past 60 s has hit at least one timeout and only needs counting (``+Inf``).
 Fourteen buckets keep each histogram at 17 series.
 """
 
-RESULTS = frozenset(("success", "error", "circuit_open"))
+RESULTS = frozenset(_RESULTS)
+"""The values of the ``result`` label: the one vocabulary of :mod:`.observers`."""
 
 OTHER_BUCKET = "__other__"
 """The ``bucket`` label of calls to buckets beyond the bound (no S3 bucket can be named so:
