@@ -1,56 +1,106 @@
-"""The circuit breaker state machine: no botocore, no metrics, no logging.
+"""The circuit breaker: the policy that decides when a circuit changes state.
 
 One :class:`CircuitBreaker` guards one circuit (e.g. ``s3/us-east-1``)::
 
     CLOSED --(failure_threshold consecutive failures)--> OPEN
-    OPEN --(recovery_timeout elapsed, next call)--> HALF_OPEN
+    OPEN --(open period over, next call)--> HALF_OPEN
     HALF_OPEN --(success_threshold good probes)--> CLOSED
     HALF_OPEN --(any failed probe)--> OPEN
 
 A caller asks for a :class:`Permit` before the protected call (:meth:`CircuitBreaker.admit`)
-and hands it back with the :class:`Outcome` afterwards (:meth:`CircuitBreaker.record`).
-The lock is held only inside those methods, never across the call itself, so a slow AWS
-call never serialises other threads (the pybreaker trap).
+and hands it back with the :class:`Outcome` afterwards (:meth:`CircuitBreaker.record`). No
+lock is held across the call itself, so a slow AWS call never serialises other threads.
 
-Each state change starts a new *generation*. A permit remembers its generation, and an
-outcome from an older generation is ignored: a call that started while the circuit was
-closed cannot close (or count against) the half-open circuit that exists by the time it
-finishes, and a probe of one half-open period cannot decide a later one.
+Probe slots belong to calls, not to periods: a probe holds its slot for as long as its
+call is alive and its outcome counts while the circuit is still in the half-open period
+that admitted it. A slot is freed by the outcome, by :meth:`CircuitBreaker.probe_guard`'s
+guard when the call ends unheard, or, as a last resort, when its lease runs out
+(:meth:`CircuitBreaker.set_lease`; sized from what the call may take, see ``leases``).
 
-Probe slots belong to calls, not to periods. A half-open probe holds its slot for as long
-as its call is alive, whatever the clock says, and its outcome counts as long as the
-circuit is still in the half-open period that admitted it. A slot is freed when
+Where the state lives: the ``StateBackend`` seam
+================================================
 
-* the outcome is recorded (:meth:`CircuitBreaker.record`, any outcome), or
-* the call ends without one: the caller ties the slot to the call's lifetime with
-  :meth:`CircuitBreaker.probe_guard` (the handlers keep the guard in botocore's request
-  context, which lives exactly as long as the call), or
-* as a last resort, the probe's *lease* runs out: for a call whose end nobody observes
-  (a thread hung without a timeout, a traceback kept forever). The lease is sized from
-  what the call may legitimately take (:meth:`CircuitBreaker.set_lease`; the handlers
-  use the client's timeouts and attempts), never from ``recovery_timeout``.
+The policy (this module: thresholds, open periods, which outcome moves the circuit where)
+never touches state directly. It asks a :class:`~.state.StateBackend`, one per circuit,
+through a few operations, and reads a *mirror* of the state kept in the breaker's own
+attributes. :class:`~.local_state.LocalState` (the default) keeps the state in this
+process; a store shared by a fleet implements the same operations against the store.
+``CircuitBreaker(..., backend=factory)`` chooses: ``factory(name, clock, mirror)``.
 
-Slots survive transitions: probes still running from a failed half-open period count
-against the next period's ``half_open_max_calls``, so no more than that many probes
-ever reach the service at once.
+The mirror, and the hot path
+    The backend calls ``mirror.mirror(view)`` with a :class:`~.state.View` for every
+    change it makes or hears of, in order (under its own lock is fine: it only stores
+    fields). The breaker keeps ``state``, ``seq``, pending ``failures``, the open period's
+    end and the closed permit from it. A call on a closed circuit takes
+    ``view.closed_permit``: one attribute read, no lock, no backend call. A success on a
+    closed circuit whose mirror shows no failures pending returns before any backend
+    call. Everything else is one backend operation (two when it makes a transition).
+
+Every change names the ``seq`` it applies to
+    ``add_failure(seq)``, ``clear_failures(seq)``, ``finish_probe(permit, ...)`` (the
+    permit's ``generation`` is its ``seq``) and ``move(seq, to, ...)`` do nothing when
+    ``seq`` is no longer current; ``move`` is a compare-and-set, so when several callers
+    (threads, or processes of a fleet) decide the same transition, exactly one makes it.
+    The policy decides from the view an operation returns (``failures`` after this
+    failure, ``successes`` after this probe, ``reopenings``) and never holds a lock
+    across an operation, so an operation may be a store round trip.
+
+Operations (each atomic where the state lives)
+    ``admit(max_calls, lease)``: the closed permit; or, when the open period is over on
+    the backend's clock, the move to half-open; then a probe slot leased for ``lease``
+    seconds (a :class:`Permit` with ``probe_id``); else the seconds to wait, > 0 (callers
+    are told at least :data:`~.state.MIN_RETRY_AFTER`). Slots are held across periods:
+    never more than ``max_calls`` probes in flight, whatever period admitted them.
+    ``set_lease(permit, seconds)``; ``release_soon(permit)`` (from a finaliser: must not
+    block); ``finish_probe(permit, succeeded)`` frees the slot and counts its success or
+    failure in the current period. ``add_failure(seq)`` / ``clear_failures(seq)``:
+    consecutive failures while closed (for a store: counted fleet-wide; a success anywhere
+    resets them).
+    ``move(seq, to, cause, open_for, forced)``: a transition; ``open_for`` is the open
+    period the policy chose, measured on the backend's clock (a store's own clock for a
+    fleet); ``forced`` holds it open (no probe) until the next move. ``view()``,
+    ``wait(max_calls)`` (0 if a call would be let through now), ``probes_in_flight()``,
+    ``reinit_after_fork()``.
+
+Transitions reach the observer from the backend
+    The backend calls ``mirror.announce(view)`` for every transition (``view.from_state``
+    set), *outside* its locks: its own and the ones it hears of from other processes
+    (pushed, e.g. by pub/sub). The breaker turns it into a :class:`Transition` for the
+    observer (metrics, logs), which may itself call through the circuit.
+
+What a store-backed backend adds (not in this module)
+    It reads the fleet's state on first use (one round trip per circuit per process;
+    until then it mirrors a view without ``closed_permit``, so the first call asks), pushes
+    every change to every process (``mirror`` + ``announce``), leases slots in the
+    store with expiry (a dead process frees its slots), converts the store's open period
+    to the breaker's clock in ``view.open_until``, and when the store fails (down, slow
+    past its timeout, answering errors) serves every operation from a
+    :class:`~.local_state.LocalState` of its own until the store answers again. The
+    policy does not change, and never learns which backend it talks to.
+
+Policy that does not care where state lives
+    Thresholds and open periods are :class:`BreakerPolicy` (``opens_after``,
+    ``open_period``). A failure-rate window or slow calls decide in this process, from the
+    outcomes it records, and open the circuit with the same ``move``; a growing open period
+    reads ``view.reopenings``; an operator's override is ``move(..., forced=True)``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import enum
-import itertools
-import threading
-from collections import deque
 from dataclasses import dataclass
 from typing import Callable, Optional, Union
 
 from .clock import MONOTONIC, Clock
 from .config import Settings
+from .local_state import LocalState
+from .state import MIN_RETRY_AFTER, CircuitState, Permit, StateBackend, View
 
 __all__ = [
     "DEFAULT_PROBE_LEASE",
     "MIN_RETRY_AFTER",
+    "BackendFactory",
     "BreakerPolicy",
     "CircuitBreaker",
     "CircuitState",
@@ -58,34 +108,14 @@ __all__ = [
     "Permit",
     "ProbeGuard",
     "Transition",
+    "View",
 ]
 
 DEFAULT_PROBE_LEASE = 600.0
 """Seconds a probe keeps its slot when nobody observes its end and the caller set no lease
 of its own: ten minutes, above what a call with botocore's default timeouts may take."""
 
-MIN_RETRY_AFTER = 0.1
-"""The least ``retry_after`` a rejection carries: a rejected call is never told "now"."""
-
-
-class CircuitState(enum.Enum):
-    """The three states of a circuit; ``value`` is the label used in metrics.
-
-    >>> CircuitState.HALF_OPEN.value, CircuitState.HALF_OPEN.gauge_value
-    ('half_open', 1)
-    """
-
-    CLOSED = "closed"
-    HALF_OPEN = "half_open"
-    OPEN = "open"
-
-    @property
-    def gauge_value(self) -> int:
-        """The number exported by the state gauge: 0 closed, 1 half-open, 2 open."""
-        return _GAUGE_VALUES[self]
-
-
-_GAUGE_VALUES = {CircuitState.CLOSED: 0, CircuitState.HALF_OPEN: 1, CircuitState.OPEN: 2}
+_CLOSED, _OPEN, _HALF_OPEN = CircuitState.CLOSED, CircuitState.OPEN, CircuitState.HALF_OPEN
 
 
 class Outcome(enum.Enum):
@@ -119,6 +149,14 @@ class BreakerPolicy:
     def lease(self) -> float:
         return DEFAULT_PROBE_LEASE if self.probe_lease is None else self.probe_lease
 
+    def opens_after(self, failures: int) -> bool:
+        """Whether ``failures`` consecutive failed calls open a closed circuit."""
+        return failures >= self.failure_threshold
+
+    def open_period(self, reopenings: int) -> float:
+        """Seconds a circuit stays open, after ``reopenings`` failed half-open periods in a row."""
+        return self.recovery_timeout
+
 
 @dataclass(frozen=True)
 class Transition:
@@ -135,47 +173,21 @@ class Transition:
     """Why, in words (the last error for an opening); never contains secrets."""
 
 
-class Permit:
-    """Leave to make one call; hand it back to :meth:`CircuitBreaker.record`."""
-
-    __slots__ = ("done", "generation", "probe_id")
-
-    def __init__(self, generation: int, probe_id: int = 0) -> None:
-        self.generation = generation
-        self.probe_id = probe_id  # 0 for an ordinary call, >0 for a half-open probe
-        self.done = False  # a probe's end was heard (set under the breaker's lock)
-
-    @property
-    def is_probe(self) -> bool:
-        return self.probe_id > 0
-
-    def __repr__(self) -> str:
-        return f"Permit(generation={self.generation}, probe_id={self.probe_id})"
-
-
-class _Slot:
-    """A probe in flight: when it started and when its lease runs out."""
-
-    __slots__ = ("deadline", "started")
-
-    def __init__(self, started: float, deadline: float) -> None:
-        self.started = started
-        self.deadline = deadline
-
-
 # Enum members read as module globals on the hot path: on Python 3.11, ``Outcome.SUCCESS``
 # costs about 0.1 µs more than a global lookup.
 _SUCCESS = Outcome.SUCCESS
+_FAILURE = Outcome.FAILURE
 
 # Handed out by a metrics-only breaker where an enforcing one would have rejected: the
 # call goes ahead, but its outcome is ignored, exactly as a rejected call would be.
 _SHADOW = Permit(generation=-1)
 
 Observer = Callable[[Transition], None]
+BackendFactory = Callable[[str, Clock, "_Mirror"], StateBackend]
 
 
 class CircuitBreaker:
-    """One circuit's state machine. Thread-safe; the lock guards only this object's fields.
+    """One circuit's policy, over a :class:`~.state.StateBackend`. Thread-safe.
 
     >>> from botocore_resilience.testing import FakeClock
     >>> clock = FakeClock()
@@ -198,25 +210,19 @@ class CircuitBreaker:
         policy: BreakerPolicy = BreakerPolicy(),
         clock: Clock = MONOTONIC,
         observer: Optional[Observer] = None,
+        backend: Optional[BackendFactory] = None,
     ) -> None:
         self._name = name
         self._policy = policy
-        self._clock = clock
         self._observer = observer
-        self._lock = threading.Lock()
-        self._state = CircuitState.CLOSED
+        # The mirror of the backend's state, written only by _Mirror.mirror and read without
+        # a lock (each a single attribute read). _closed_permit is non-None exactly while
+        # calls may go without asking the backend.
+        self._state = _CLOSED
         self._generation = 0
-        # Non-None exactly while CLOSED: the permit every closed-state call shares, read
-        # without the lock on the hot path (a single attribute read is atomic).
-        self._closed_permit: Optional[Permit] = Permit(0)
         self._failures = 0
-        self._successes = 0
-        self._opened_at = 0.0
-        self._probes: dict[int, _Slot] = {}  # probe id -> its slot, across generations
-        self._probe_ids = itertools.count(1)
-        # Probes whose calls ended unheard, queued by ProbeGuard (a finaliser may run in any
-        # thread, even one inside this lock) and freed by the next locked operation.
-        self._abandoned: deque[Permit] = deque()
+        self._closed_permit: Optional[Permit] = None
+        self._backend: StateBackend = (backend or LocalState)(name, clock, _Mirror(self))
 
     @property
     def name(self) -> str:
@@ -227,9 +233,14 @@ class CircuitBreaker:
         return self._policy
 
     @property
+    def backend(self) -> StateBackend:
+        """Where this circuit's state lives."""
+        return self._backend
+
+    @property
     def state(self) -> CircuitState:
         """The current state. Reading it changes nothing: an open circuit turns half-open
-        when the first call arrives after ``recovery_timeout``, not by itself."""
+        when the first call arrives after its open period, not by itself."""
         return self._state
 
     @property
@@ -239,9 +250,7 @@ class CircuitBreaker:
     @property
     def probes_in_flight(self) -> int:
         """Probe slots taken now (by probes of this or an earlier half-open period)."""
-        with self._lock:
-            self._free_abandoned()
-            return len(self._probes)
+        return self._backend.probes_in_flight()
 
     # -- admission -------------------------------------------------------------------------
 
@@ -251,59 +260,18 @@ class CircuitBreaker:
         permit = self._closed_permit
         if permit is not None:
             return permit
-        transitions: list[Transition] = []
-        with self._lock:
-            admitted = self._admit_locked(transitions)
-        self._notify(transitions)
-        if not self._policy.enforce and not isinstance(admitted, Permit):
+        policy = self._policy
+        admitted = self._backend.admit(policy.half_open_max_calls, policy.lease)
+        if isinstance(admitted, Permit):
+            return admitted
+        if not policy.enforce:
             return _SHADOW
-        return admitted
+        return max(admitted, MIN_RETRY_AFTER)
 
     def acquire(self) -> Optional[Permit]:
         """A permit for one call, or ``None`` if the circuit rejects it now."""
         admitted = self.admit()
         return admitted if isinstance(admitted, Permit) else None
-
-    def _admit_locked(self, transitions: list[Transition]) -> Union[Permit, float]:
-        if self._state is CircuitState.CLOSED:
-            permit = self._closed_permit
-            assert permit is not None
-            return permit
-        now = self._clock.monotonic()
-        if self._state is CircuitState.OPEN:
-            if now < self._opened_at:  # an injected clock went back: wait no longer than a period
-                self._opened_at = now
-            remaining = self._opened_at + self._policy.recovery_timeout - now
-            if remaining > 0:
-                return max(remaining, MIN_RETRY_AFTER)
-            self._move(CircuitState.HALF_OPEN, now, "recovery timeout elapsed", transitions)
-        self._free_abandoned()
-        self._free_expired(now)
-        if len(self._probes) >= self._policy.half_open_max_calls:
-            return self._slot_wait(now)
-        probe_id = next(self._probe_ids)
-        self._probes[probe_id] = _Slot(now, now + self._policy.lease)
-        return Permit(self._generation, probe_id)
-
-    def _free_expired(self, now: float) -> None:
-        """Reclaim the slots of probes whose lease ran out (the last resort)."""
-        expired = []
-        for probe_id, slot in self._probes.items():
-            if now < slot.started:  # the clock went back: the lease restarts, never stretches
-                slot.deadline = now + (slot.deadline - slot.started)
-                slot.started = now
-            elif slot.deadline <= now:
-                expired.append(probe_id)
-        for probe_id in expired:
-            del self._probes[probe_id]
-
-    def _slot_wait(self, now: float) -> float:
-        # Every slot is taken: nobody knows when a probe will end. The longest-running one
-        # has been in flight for ``age``; waiting that long again doubles the wait of a
-        # caller that keeps honouring it, and never passes the moment its lease frees it.
-        age = max(now - slot.started for slot in self._probes.values())
-        lease_left = min(slot.deadline for slot in self._probes.values()) - now
-        return max(MIN_RETRY_AFTER, min(age, lease_left))
 
     # -- probes ------------------------------------------------------------------------------
 
@@ -311,12 +279,8 @@ class CircuitBreaker:
         """Let ``permit``'s probe keep its slot for ``seconds`` from when it was admitted, if
         nobody hears of its end: what its call may take at most (timeouts x attempts +
         backoff). No-op for ordinary permits and for probes already finished."""
-        if not permit.probe_id:
-            return
-        with self._lock:
-            slot = self._probes.get(permit.probe_id)
-            if slot is not None:
-                slot.deadline = slot.started + max(seconds, 0.0)
+        if permit.probe_id and not permit.done:
+            self._backend.set_lease(permit, seconds)
 
     def probe_guard(self, permit: Permit) -> ProbeGuard:
         """An object that frees ``permit``'s probe slot when it is garbage-collected, unless
@@ -324,24 +288,9 @@ class CircuitBreaker:
         return ProbeGuard(self, permit)
 
     def _abandon(self, permit: Permit) -> None:
-        # Called from finalisers: never block on the lock (this thread may hold it already).
-        self._abandoned.append(permit)
-        if self._lock.acquire(blocking=False):
-            try:
-                self._free_abandoned()
-            finally:
-                self._lock.release()
-
-    def _free_abandoned(self) -> None:
-        abandoned = self._abandoned
-        while abandoned:
-            try:
-                permit = abandoned.popleft()
-            except IndexError:  # another thread drained it
-                return
-            if not permit.done:
-                permit.done = True
-                self._probes.pop(permit.probe_id, None)
+        if not permit.done:
+            permit.done = True
+            self._backend.release_soon(permit)
 
     # -- outcomes ----------------------------------------------------------------------------
 
@@ -350,54 +299,41 @@ class CircuitBreaker:
         (a stale probe still frees its slot)."""
         if permit is None:
             return
-        if not permit.probe_id:
-            if permit.generation != self._generation:
-                return  # cheap unlocked pre-check; re-checked under the lock
-            if outcome is _SUCCESS and self._failures == 0:
-                return  # the common case: a success while healthy changes nothing
-        transitions: list[Transition] = []
-        with self._lock:
-            self._record_locked(permit, outcome, cause, transitions)
-        self._notify(transitions)
-
-    def _record_locked(
-        self, permit: Permit, outcome: Outcome, cause: str, transitions: list[Transition]
-    ) -> None:
         if permit.probe_id:
-            if permit.done:
-                return  # its outcome was heard already
-            permit.done = True
-            # Freed whatever the generation; gone already if its lease ran out, but the
-            # call did end, so its outcome still counts in the period that admitted it.
-            self._probes.pop(permit.probe_id, None)
-        self._free_abandoned()
+            self._record_probe(permit, outcome, cause)
+            return
         if permit.generation != self._generation:
-            return
-        if self._state is CircuitState.CLOSED:
-            if outcome is Outcome.FAILURE:
-                self._failures += 1
-                if self._failures >= self._policy.failure_threshold:
-                    self._move(CircuitState.OPEN, self._clock.monotonic(), cause, transitions)
-            elif outcome is Outcome.SUCCESS:
-                self._failures = 0
-            return
-        if self._state is CircuitState.HALF_OPEN:
-            if outcome is Outcome.FAILURE:
-                self._failures += 1
-                self._move(CircuitState.OPEN, self._clock.monotonic(), cause, transitions)
-            elif outcome is Outcome.SUCCESS:
-                self._successes += 1
-                if self._successes >= self._policy.success_threshold:
-                    good = f"{self._successes} successful probes"
-                    self._move(CircuitState.CLOSED, self._clock.monotonic(), good, transitions)
+            return  # a call admitted before the last transition: it says nothing now
+        if outcome is _SUCCESS:
+            if self._failures:  # the common case, healthy, stops at this attribute read
+                self._backend.clear_failures(permit.generation)
+        elif outcome is _FAILURE:
+            view = self._backend.add_failure(permit.generation)
+            if view is not None and self._policy.opens_after(view.failures):
+                open_for = self._policy.open_period(view.reopenings)
+                self._backend.move(view.seq, _OPEN, cause, open_for)
 
-    # -- reading -----------------------------------------------------------------------------
+    def _record_probe(self, permit: Permit, outcome: Outcome, cause: str) -> None:
+        if permit.done:
+            return  # its end was heard already
+        permit.done = True
+        succeeded = True if outcome is _SUCCESS else False if outcome is _FAILURE else None
+        view = self._backend.finish_probe(permit, succeeded)
+        if view is None:
+            return  # its half-open period is over: the slot is free, nothing else changes
+        policy = self._policy
+        if outcome is _FAILURE:
+            self._backend.move(view.seq, _OPEN, cause, policy.open_period(view.reopenings + 1))
+        elif outcome is _SUCCESS and view.successes >= policy.success_threshold:
+            self._backend.move(view.seq, _CLOSED, f"{view.successes} successful probes")
+
+    # -- reading and overriding --------------------------------------------------------------
 
     def retry_after(self) -> float:
         """Seconds until this circuit may let a call through; 0 if it may now.
 
         * closed: 0;
-        * open: the time left of the open period (at most ``recovery_timeout``);
+        * open: the time left of the open period (at most the period itself);
         * half-open with a probe slot free: 0;
         * half-open with every slot taken: an estimate, as long as the longest-running
           probe has been in flight (at least :data:`MIN_RETRY_AFTER`, at most until its
@@ -406,63 +342,56 @@ class CircuitBreaker:
         A rejection carries the value computed when it was decided (:meth:`admit`), so it
         is never 0, even if the circuit has moved on by the time the caller reads it.
         """
-        state = self._state
-        if state is CircuitState.CLOSED:
+        if self._state is _CLOSED:
             return 0.0
-        now = self._clock.monotonic()
-        if state is CircuitState.OPEN:
-            remaining = self._opened_at + self._policy.recovery_timeout - now
-            return min(max(0.0, remaining), self._policy.recovery_timeout)
-        with self._lock:
-            self._free_abandoned()
-            self._free_expired(now)
-            if len(self._probes) < self._policy.half_open_max_calls:
-                return 0.0
-            return self._slot_wait(now)
+        return self._backend.wait(self._policy.half_open_max_calls)
 
     def reset(self) -> None:
         """Close the circuit now and forget its failures (an operator's override).
 
         Probes still in flight keep their slots: they are still reaching the service."""
-        transitions: list[Transition] = []
-        with self._lock:
-            self._failures = 0
-            if self._state is not CircuitState.CLOSED:
-                self._move(CircuitState.CLOSED, self._clock.monotonic(), "reset", transitions)
-        self._notify(transitions)
+        backend = self._backend
+        while True:  # a compare-and-set: another change may come first, then try again
+            view = backend.view()
+            if view.state is _CLOSED:
+                backend.clear_failures(view.seq)
+                return
+            if backend.move(view.seq, _CLOSED, "reset") is not None:
+                return
 
-    def _move(
-        self, to: CircuitState, now: float, cause: str, transitions: list[Transition]
-    ) -> None:
-        from_state = self._state
-        self._generation += 1
-        self._state = to
-        self._successes = 0
-        if to is CircuitState.OPEN:
-            self._opened_at = now
-        if to is CircuitState.CLOSED:
-            self._failures = 0
-            self._closed_permit = Permit(self._generation)
-        else:
-            self._closed_permit = None
-        # Built last, so that it reports the failure count the new state starts with.
-        transitions.append(
-            Transition(self._name, from_state, to, self._generation, self._failures, cause)
-        )
-
-    def _notify(self, transitions: list[Transition]) -> None:
-        # Outside the lock: an observer may log, and a log handler may itself make an AWS
-        # call through this very circuit.
-        if self._observer is not None:
-            for transition in transitions:
-                self._observer(transition)
+    def _reinit_lock_after_fork(self) -> None:
+        """In a forked child only: fresh locks (a thread of the parent may have held one)."""
+        self._backend.reinit_after_fork()
 
     def __repr__(self) -> str:
         return f"CircuitBreaker(name={self._name!r}, state={self._state.value})"
 
-    def _reinit_lock_after_fork(self) -> None:
-        """In a forked child only: a fresh lock (a thread of the parent may have held it)."""
-        self._lock = threading.Lock()
+
+class _Mirror:
+    """The breaker's side of the seam, handed to its backend (see the module docstring)."""
+
+    __slots__ = ("_breaker",)
+
+    def __init__(self, breaker: CircuitBreaker) -> None:
+        self._breaker = breaker
+
+    def mirror(self, view: View) -> None:
+        breaker = self._breaker
+        breaker._generation = view.seq
+        breaker._failures = view.failures
+        breaker._state = view.state
+        breaker._closed_permit = view.closed_permit  # last: it opens the lock-free path
+
+    def announce(self, view: View) -> None:
+        # Outside every lock: an observer may log, and a log handler may itself make an AWS
+        # call through this very circuit.
+        breaker = self._breaker
+        if breaker._observer is not None and view.from_state is not None:
+            breaker._observer(
+                Transition(
+                    breaker._name, view.from_state, view.state, view.seq, view.failures, view.cause
+                )
+            )
 
 
 class ProbeGuard:

@@ -7,7 +7,7 @@ a timeout so a lock held where it must not be shows up as a failure, not a hung 
 from __future__ import annotations
 
 import threading
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import pytest
 
@@ -21,6 +21,7 @@ from botocore_resilience.breaker import (
     Permit,
     Transition,
 )
+from botocore_resilience.local_state import LocalState
 from botocore_resilience.testing import FakeClock
 
 CLOSED, HALF_OPEN, OPEN = CircuitState.CLOSED, CircuitState.HALF_OPEN, CircuitState.OPEN
@@ -476,7 +477,7 @@ def test_a_guard_collected_while_the_lock_is_held_frees_the_slot_later() -> None
     breaker, clock, _recorder = make()
     probe = half_open(breaker, clock)
     guard = breaker.probe_guard(probe)
-    with breaker._lock:
+    with breaker.backend._lock:  # type: ignore[attr-defined]
         del guard  # would deadlock if the finaliser waited for the lock
     assert breaker.acquire() is not None
 
@@ -845,3 +846,97 @@ def test_a_blocked_observer_does_not_block_other_threads() -> None:
     opener.join(WAIT)
     assert not blocked, "the breaker's lock was held while the observer ran"
     assert results[0] is None
+
+
+# -- the state seam -------------------------------------------------------------------------
+
+
+class CountingState(LocalState):
+    """The in-process state, counting the operations the policy asks of it."""
+
+    def __init__(self, *args: Any) -> None:
+        self.calls: list[str] = []
+        super().__init__(*args)
+
+    def __getattribute__(self, name: str) -> Any:
+        if name in OPERATIONS:
+            object.__getattribute__(self, "calls").append(name)
+        return object.__getattribute__(self, name)
+
+
+OPERATIONS = {
+    "view",
+    "wait",
+    "probes_in_flight",
+    "admit",
+    "set_lease",
+    "release_soon",
+    "finish_probe",
+    "add_failure",
+    "clear_failures",
+    "move",
+}
+
+
+def counted(**policy: Any) -> tuple[CircuitBreaker, CountingState, FakeClock]:
+    clock = FakeClock()
+    breaker = CircuitBreaker("s3/us-east-1", BreakerPolicy(**policy), clock, None, CountingState)
+    backend = breaker.backend
+    assert isinstance(backend, CountingState)
+    return breaker, backend, clock
+
+
+def test_a_healthy_closed_circuit_never_asks_where_its_state_lives() -> None:
+    """The hot path stays local: with the state in a store, no round trip."""
+    breaker, backend, _clock = counted()
+    for _ in range(100):
+        assert call(breaker, SUCCESS)
+    assert backend.calls == []
+    call(breaker, FAILURE)  # a failure is counted where the state lives...
+    call(breaker, SUCCESS)  # ...and so is the success that clears it
+    call(breaker, SUCCESS)  # then nothing again
+    assert backend.calls == ["add_failure", "clear_failures"]
+
+
+def test_each_decision_is_one_operation_and_a_transition_one_more() -> None:
+    breaker, backend, clock = counted(failure_threshold=2, success_threshold=1)
+    call(breaker, FAILURE)
+    assert backend.calls == ["add_failure"]
+    backend.calls.clear()
+    call(breaker, FAILURE)
+    assert backend.calls == ["add_failure", "move"]
+    backend.calls.clear()
+    assert breaker.admit() == pytest.approx(60.0)
+    clock.advance(60)
+    probe = breaker.acquire()
+    assert probe is not None
+    breaker.record(probe, SUCCESS)
+    assert backend.calls == ["admit", "admit", "finish_probe", "move"]
+    assert breaker.state is CLOSED
+
+
+def test_transitions_are_compare_and_set_on_seq() -> None:
+    breaker, _clock, recorder = make(failure_threshold=1)
+    seq = breaker.backend.view().seq
+    assert breaker.backend.move(seq, OPEN, "first", 60.0) is not None
+    assert breaker.backend.move(seq, OPEN, "second", 60.0) is None  # seq is no longer current
+    assert breaker.backend.add_failure(seq) is None
+    assert recorder.pairs() == [(CLOSED, OPEN)]
+    assert breaker.state is OPEN  # the breaker mirrors what the backend holds
+
+
+def test_the_open_period_is_the_policys_choice() -> None:
+    class Doubling(BreakerPolicy):
+        def open_period(self, reopenings: int) -> float:
+            return self.recovery_timeout * 2**reopenings
+
+    clock = FakeClock()
+    breaker = CircuitBreaker("s3/us-east-1", Doubling(failure_threshold=1), clock)
+    call(breaker, FAILURE)
+    for period in (60.0, 120.0, 240.0):
+        assert breaker.admit() == pytest.approx(period)
+        clock.advance(period)
+        probe = breaker.acquire()
+        assert probe is not None
+        breaker.record(probe, FAILURE)  # one more failed half-open period
+    assert breaker.backend.view().reopenings == 3
