@@ -11,13 +11,24 @@ from __future__ import annotations
 
 from typing import Any
 
+_installation: Any = None
+
 
 def pytest_configure(config: Any) -> None:
+    global _installation
     from prometheus_client import CollectorRegistry
 
     import botocore_resilience
 
-    botocore_resilience.install_global(registry=CollectorRegistry())
+    _installation = botocore_resilience.install_global(registry=CollectorRegistry())
+
+
+def pytest_runtest_setup(item: Any) -> None:
+    # Each upstream test stands for a fresh application: circuits start closed. Without this
+    # the breaker, doing its job, opens on one test's deliberate failures (five 500s to
+    # codecommit/us-west-2) and rejects the calls of the tests after it.
+    for breaker in _installation.breakers().values():
+        breaker.reset()
 
 
 def pytest_report_header(config: Any) -> str:
