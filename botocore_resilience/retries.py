@@ -17,7 +17,6 @@ botocore does the retrying. This module only
 from __future__ import annotations
 
 import random as _random
-import threading
 import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from typing import Any, Callable, Optional
 from botocore.configprovider import BaseProvider, ChainProvider, ConstantProvider
 from botocore.retries import standard
 
+from . import _fork
 from .classification import is_gap
 
 __all__ = [
@@ -85,7 +85,7 @@ class _LayerProvider(BaseProvider):  # type: ignore[misc]
 
 
 _VARIABLES = ("retry_mode", "max_attempts")  # botocore's names, and RetrySettings' fields
-_lock = threading.Lock()
+_lock = _fork.new_lock()
 _layers: weakref.WeakKeyDictionary[Any, _Layer] = weakref.WeakKeyDictionary()
 
 
