@@ -6,11 +6,13 @@
   extra (``pip install 'botocore-resilience[testing]'``).
 * :class:`FaultInjector`: faults for any botocore client or session, injected
   inside botocore's retry loop (also under ``moto.mock_aws``).
-* :func:`no_backoff`: botocore retries without sleeping, while a block runs.
+* :func:`no_backoff`: botocore (and aiobotocore) retries without sleeping, while a block runs.
 * :class:`FakeClock`: time that moves only when a test says so.
 * pytest fixtures (loaded automatically when this package is installed):
   ``resilience_local_s3``, ``resilience_s3_bucket``, ``resilience_fault_injector``,
-  ``resilience_no_backoff``, ``resilience_fake_clock``.
+  ``resilience_no_backoff``, ``resilience_fake_clock``, and for async tests
+  ``resilience_aio_session``, ``resilience_aioboto3_session`` (with
+  :meth:`LocalS3.aio_client`).
 
 >>> from botocore.config import Config
 >>> from botocore_resilience.testing import LocalS3, SLOW_DOWN, no_backoff
