@@ -61,7 +61,12 @@ _SHADOW = Permit(generation=-1)
 class FleetPermit(Permit):
     """A permit issued on the fleet's state (``generation`` is the store's ``seq``)."""
 
-    __slots__ = ()
+    # ``done`` (a probe's end was heard) is Permit's own where it has one.
+    __slots__ = () if "done" in Permit.__slots__ else ("done",)  # type: ignore[assignment]
+
+    def __init__(self, generation: int, probe_id: int = 0) -> None:
+        super().__init__(generation, probe_id)
+        self.done = False
 
 
 def _token_prefix() -> str:
@@ -100,6 +105,7 @@ class FleetBreaker:
         self._forced = False
         self._seq = 0
         self._version = -1
+        self._changes = 0  # how many times the mirror changed (see _apply)
         self._failures = 0
         self._open_until = 0.0
         self._slots_free_at = 0.0
@@ -148,6 +154,13 @@ class FleetBreaker:
             return _SHADOW
         return admitted
 
+    def _local_admit(self) -> Union[Permit, float]:
+        admit = getattr(self._local, "admit", None)
+        if admit is not None:
+            return admit()  # type: ignore[no-any-return]
+        permit = self._local.acquire()
+        return permit if permit is not None else max(self._local.retry_after(), _MIN_RETRY_AFTER)
+
     def acquire(self) -> Optional[Permit]:
         """A permit for one call, or ``None`` if the circuit rejects it now."""
         admitted = self.admit()
@@ -156,10 +169,10 @@ class FleetBreaker:
     def _admit(self) -> Union[Permit, float]:
         store = self._store
         if not store.available:
-            return self._local.admit()
+            return self._local_admit()
         if not self._loaded or self._pid != os.getpid():
             if not self._load():
-                return self._local.admit()
+                return self._local_admit()
             permit = self._closed_permit
             if permit is not None:
                 return permit
@@ -180,7 +193,7 @@ class FleetBreaker:
                 self._token(probe_id),
             )
         except StoreUnavailable:
-            return self._local.admit()
+            return self._local_admit()
         self._apply(fleet)
         if fleet.granted:
             return FleetPermit(fleet.seq, probe_id)
@@ -325,11 +338,12 @@ class FleetBreaker:
         store did not answer."""
         if self._pid != os.getpid():
             self._token(0)
+        mark = self._changes
         try:
             fleet = self._store.load(self._name)
         except StoreUnavailable:
             return False
-        self._apply(fleet, fresh=True)
+        self._apply(fleet, unchanged_since=mark)
         return True
 
     def _on_published(self, fleet: FleetState) -> None:
@@ -343,14 +357,18 @@ class FleetBreaker:
             self._local = CircuitBreaker(self._name, self._policy, self._clock, self._observer)
             self._load()
 
-    def _apply(self, fleet: FleetState, *, fresh: bool = False) -> None:
+    def _apply(self, fleet: FleetState, *, unchanged_since: Optional[int] = None) -> None:
+        """Make the mirror ``fleet`` unless it knows something newer. A load whose reply
+        is older than the mirror (the store lost its data, or a key expired) still wins
+        if nothing else changed the mirror while it was on its way."""
         now = self._clock.monotonic()
         state = _STATES.get(fleet.state, CircuitState.CLOSED)
         transition: Optional[Transition] = None
         with self._lock:
-            if fleet.version < self._version and not fresh:
+            if fleet.version < self._version and unchanged_since != self._changes:
                 return  # an older message overtaken by a newer reply, or the reverse
             before = self._state
+            self._changes += 1
             self._version = fleet.version
             self._loaded = True
             self._seq = fleet.seq

@@ -97,6 +97,24 @@ def main() -> None:
             max_pool_connections=threads * 2,
         ),
     )
+    if options.get("trace_sends"):
+        from botocore_resilience import handlers
+
+        def _traced(request: Any, **_: Any) -> None:
+            call = request.context.get(handlers.CALL_KEY)
+            permit = getattr(call, "permit", None)
+            breaker = getattr(call, "breaker", None)
+            emit(
+                {
+                    "ev": "send",
+                    "t": time.monotonic(),
+                    "permit": repr(permit),
+                    "type": type(permit).__name__,
+                    "mirror": repr(breaker),
+                }
+            )
+
+        client.meta.events.register("before-send", _traced)
     bucket, key = options["bucket"], options["key"]
     plan = options.get("plan", "until_open")
     pause = float(options.get("pause", 0.005))
