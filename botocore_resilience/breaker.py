@@ -89,6 +89,8 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import math
+import random
 from dataclasses import dataclass
 from typing import Callable, Optional, Union
 
@@ -96,9 +98,12 @@ from .clock import MONOTONIC, Clock
 from .config import Settings
 from .local_state import LocalState
 from .state import MIN_RETRY_AFTER, CircuitState, Permit, StateBackend, View
+from .window import RateWindow
 
 __all__ = [
     "DEFAULT_PROBE_LEASE",
+    "FORCED",
+    "JITTER",
     "MIN_RETRY_AFTER",
     "BackendFactory",
     "BreakerPolicy",
@@ -114,6 +119,13 @@ __all__ = [
 DEFAULT_PROBE_LEASE = 600.0
 """Seconds a probe keeps its slot when nobody observes its end and the caller set no lease
 of its own: ten minutes, above what a call with botocore's default timeouts may take."""
+
+JITTER = 0.1
+"""The most random extra an open period gets, as a share of it: probes of independent
+processes that opened together drift apart instead of arriving in step."""
+
+FORCED = "forced"
+"""The cause of an operator's :meth:`CircuitBreaker.force_open`."""
 
 _CLOSED, _OPEN, _HALF_OPEN = CircuitState.CLOSED, CircuitState.OPEN, CircuitState.HALF_OPEN
 
@@ -144,18 +156,65 @@ class BreakerPolicy:
     """Seconds a probe whose end nobody observes keeps its slot, unless the caller sets a
     lease for its call (:meth:`CircuitBreaker.set_lease`); ``None`` means
     :data:`DEFAULT_PROBE_LEASE`."""
+    failure_rate: Optional[float] = Settings.failure_rate
+    """Percent (0 < p <= 100) of the calls judged in the last ``window`` seconds that, once
+    they fail, open a closed circuit, if at least ``minimum_calls`` were judged; ``None``:
+    consecutive failures only."""
+    window: float = Settings.window
+    minimum_calls: int = Settings.minimum_calls
+    recovery_timeout_max: Optional[float] = Settings.recovery_timeout_max
+    """The longest open period; each failed probe doubles the next one up to it. ``None``:
+    ``recovery_timeout`` (no growth)."""
+    jitter: Optional[Callable[[], float]] = None
+    """The random source in ``[0, 1)`` of the open periods' extra; ``None``:
+    :func:`random.random`."""
 
     @property
     def lease(self) -> float:
         return DEFAULT_PROBE_LEASE if self.probe_lease is None else self.probe_lease
 
+    @property
+    def max_open_period(self) -> float:
+        """The longest an open period lasts before its jitter."""
+        limit = self.recovery_timeout_max
+        return self.recovery_timeout if limit is None else max(limit, self.recovery_timeout)
+
     def opens_after(self, failures: int) -> bool:
         """Whether ``failures`` consecutive failed calls open a closed circuit."""
         return failures >= self.failure_threshold
 
+    def rate_opens(self, calls: int, failures: int) -> bool:
+        """Whether ``failures`` of ``calls`` judged in the window open a closed circuit.
+
+        >>> policy = BreakerPolicy(failure_rate=50, minimum_calls=4)
+        >>> policy.rate_opens(3, 3), policy.rate_opens(4, 2), policy.rate_opens(4, 1)
+        (False, True, False)
+        """
+        rate = self.failure_rate
+        # Compared as failures * 100 >= rate * calls: exact at the boundary (50% of 4 is 2),
+        # where a quotient of floats could land a hair below it.
+        return rate is not None and calls >= self.minimum_calls and failures * 100 >= rate * calls
+
     def open_period(self, reopenings: int) -> float:
-        """Seconds a circuit stays open, after ``reopenings`` failed half-open periods in a row."""
-        return self.recovery_timeout
+        """Seconds a circuit stays open, before jitter, after ``reopenings`` failed half-open
+        periods in a row: ``recovery_timeout`` doubled for each, up to ``recovery_timeout_max``.
+
+        >>> policy = BreakerPolicy(recovery_timeout=10, recovery_timeout_max=60)
+        >>> [policy.open_period(n) for n in range(5)]
+        [10.0, 20.0, 40.0, 60.0, 60.0]
+        """
+        limit = self.max_open_period
+        if reopenings <= 0:
+            return float(self.recovery_timeout)
+        if reopenings >= 64:  # 2**64 periods: far past any cap, and no float overflow
+            return float(limit)
+        return float(min(self.recovery_timeout * 2**reopenings, limit))
+
+    def draw_open_period(self, reopenings: int) -> float:
+        """:meth:`open_period` plus its random extra, drawn afresh: up to :data:`JITTER` of it."""
+        period = self.open_period(reopenings)
+        draw = (self.jitter or random.random)()
+        return period * (1.0 + JITTER * min(max(draw, 0.0), 1.0))
 
 
 @dataclass(frozen=True)
@@ -170,7 +229,12 @@ class Transition:
     may see transitions out of order and use ``seq`` to keep the newest."""
     consecutive_failures: int
     cause: str
-    """Why, in words (the last error for an opening); never contains secrets."""
+    """Why, in words; never contains secrets. For an opening: the last error (``503
+    SlowDown``), ``slow call (...)`` when the last failure was a slow call, ``failure rate
+    ...`` when the rate opened it, or ``forced`` (:meth:`CircuitBreaker.force_open`)."""
+    open_for: float = 0.0
+    """For a transition to open: seconds it stays open, jitter included (``inf`` when
+    forced: until an operator closes it); 0 otherwise."""
 
 
 # Enum members read as module globals on the hot path: on Python 3.11, ``Outcome.SUCCESS``
@@ -222,6 +286,14 @@ class CircuitBreaker:
         self._generation = 0
         self._failures = 0
         self._closed_permit: Optional[Permit] = None
+        self._forced = False
+        self._clock = clock
+        self._window: Optional[RateWindow] = None
+        if policy.failure_rate is not None:
+            # Chosen once, here: without a failure rate, record() stays the method that
+            # returns on a healthy success before counting anything.
+            self._window = RateWindow(policy.window)
+            self.record = self._record_in_window  # type: ignore[method-assign]
         self._backend: StateBackend = (backend or LocalState)(name, clock, _Mirror(self))
 
     @property
@@ -248,6 +320,16 @@ class CircuitBreaker:
         return self._failures
 
     @property
+    def forced(self) -> bool:
+        """Whether an operator holds the circuit open (:meth:`force_open`) until :meth:`reset`."""
+        return self._forced
+
+    @property
+    def window(self) -> Optional[RateWindow]:
+        """The failure-rate window (``None`` without ``failure_rate``)."""
+        return self._window
+
+    @property
     def probes_in_flight(self) -> int:
         """Probe slots taken now (by probes of this or an earlier half-open period)."""
         return self._backend.probes_in_flight()
@@ -266,6 +348,8 @@ class CircuitBreaker:
             return admitted
         if not policy.enforce:
             return _SHADOW
+        if admitted == math.inf:  # forced open: see retry_after()
+            return policy.max_open_period
         return max(admitted, MIN_RETRY_AFTER)
 
     def acquire(self) -> Optional[Permit]:
@@ -310,8 +394,51 @@ class CircuitBreaker:
         elif outcome is _FAILURE:
             view = self._backend.add_failure(permit.generation)
             if view is not None and self._policy.opens_after(view.failures):
-                open_for = self._policy.open_period(view.reopenings)
+                open_for = self._policy.draw_open_period(view.reopenings)
                 self._backend.move(view.seq, _OPEN, cause, open_for)
+
+    def _record_in_window(
+        self, permit: Optional[Permit], outcome: Outcome, cause: str = ""
+    ) -> None:
+        """:meth:`record` with a failure rate: every judged call on the closed circuit is
+        counted in the window (one short lock), and either trigger may open it."""
+        if permit is None:
+            return
+        if permit.probe_id:
+            self._record_probe(permit, outcome, cause)
+            return
+        if permit.generation != self._generation:
+            return
+        if outcome is _SUCCESS:
+            failed = False
+        elif outcome is _FAILURE:
+            failed = True
+        else:
+            return
+        window = self._window
+        assert window is not None  # this method is chosen only with a window
+        calls, failures = window.record(self._clock.monotonic(), failed)
+        policy = self._policy
+        backend = self._backend
+        seq, reopenings = permit.generation, 0
+        if failed:
+            view = backend.add_failure(seq)
+            if view is None:
+                return  # the circuit moved on meanwhile
+            seq, reopenings = view.seq, view.reopenings
+            if policy.opens_after(view.failures):
+                backend.move(seq, _OPEN, cause, policy.draw_open_period(reopenings))
+                return
+        elif self._failures:
+            backend.clear_failures(seq)
+        if policy.rate_opens(calls, failures):
+            why = (
+                f"failure rate {100.0 * failures / calls:.3g}% of {calls} calls "
+                f"in {window.seconds:g} s"
+            )
+            if failed:
+                why += f" (last: {cause or 'unknown'})"
+            backend.move(seq, _OPEN, why, policy.draw_open_period(reopenings))
 
     def _record_probe(self, permit: Permit, outcome: Outcome, cause: str) -> None:
         if permit.done:
@@ -323,7 +450,8 @@ class CircuitBreaker:
             return  # its half-open period is over: the slot is free, nothing else changes
         policy = self._policy
         if outcome is _FAILURE:
-            self._backend.move(view.seq, _OPEN, cause, policy.open_period(view.reopenings + 1))
+            open_for = policy.draw_open_period(view.reopenings + 1)
+            self._backend.move(view.seq, _OPEN, cause, open_for)
         elif outcome is _SUCCESS and view.successes >= policy.success_threshold:
             self._backend.move(view.seq, _CLOSED, f"{view.successes} successful probes")
 
@@ -339,24 +467,49 @@ class CircuitBreaker:
           probe has been in flight (at least :data:`MIN_RETRY_AFTER`, at most until its
           lease runs out). A failed probe reopens the circuit for a whole period.
 
+        * forced open (:meth:`force_open`): the longest open period
+          (``recovery_timeout_max``): nobody knows when an operator will close it, and a
+          caller that sleeps on this value must not sleep forever.
+
         A rejection carries the value computed when it was decided (:meth:`admit`), so it
         is never 0, even if the circuit has moved on by the time the caller reads it.
         """
         if self._state is _CLOSED:
             return 0.0
-        return self._backend.wait(self._policy.half_open_max_calls)
+        wait = self._backend.wait(self._policy.half_open_max_calls)
+        return self._policy.max_open_period if wait == math.inf else wait
 
     def reset(self) -> None:
         """Close the circuit now and forget its failures (an operator's override).
 
-        Probes still in flight keep their slots: they are still reaching the service."""
+        Probes still in flight keep their slots: they are still reaching the service.
+        Ends a :meth:`force_open`."""
         backend = self._backend
+        if self._window is not None:
+            self._window.clear()
         while True:  # a compare-and-set: another change may come first, then try again
             view = backend.view()
             if view.state is _CLOSED:
                 backend.clear_failures(view.seq)
                 return
             if backend.move(view.seq, _CLOSED, "reset") is not None:
+                return
+
+    def force_open(self) -> None:
+        """Open the circuit now and hold it open (an operator's override): every call is
+        rejected and no probe goes until :meth:`reset`.
+
+        The state reads ``OPEN`` (the state gauge shows 2, as for any open circuit), and
+        the transition to open is reported with cause :data:`FORCED` (``"forced"``) and
+        ``open_for`` infinite; :attr:`forced` tells it from an opening by failures.
+        Rejections carry ``retry_after`` = the longest open period (see :meth:`retry_after`).
+        """
+        backend = self._backend
+        while True:  # a compare-and-set, as in reset()
+            view = backend.view()
+            if view.state is _OPEN and view.forced:
+                return
+            if backend.move(view.seq, _OPEN, FORCED, 0.0, forced=True) is not None:
                 return
 
     def _reinit_lock_after_fork(self) -> None:
@@ -380,6 +533,10 @@ class _Mirror:
         breaker._generation = view.seq
         breaker._failures = view.failures
         breaker._state = view.state
+        breaker._forced = view.forced
+        if view.state is _CLOSED and view.from_state is not None and breaker._window is not None:
+            # Closed again: the rate is judged afresh, not from the outage's calls.
+            breaker._window.clear()
         breaker._closed_permit = view.closed_permit  # last: it opens the lock-free path
 
     def announce(self, view: View) -> None:
@@ -387,9 +544,22 @@ class _Mirror:
         # call through this very circuit.
         breaker = self._breaker
         if breaker._observer is not None and view.from_state is not None:
+            open_for = 0.0
+            if view.state is _OPEN:
+                open_for = (
+                    math.inf
+                    if view.forced
+                    else max(0.0, view.open_until - breaker._clock.monotonic())
+                )
             breaker._observer(
                 Transition(
-                    breaker._name, view.from_state, view.state, view.seq, view.failures, view.cause
+                    breaker._name,
+                    view.from_state,
+                    view.state,
+                    view.seq,
+                    view.failures,
+                    view.cause,
+                    open_for,
                 )
             )
 

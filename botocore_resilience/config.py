@@ -174,6 +174,22 @@ def parse_seconds(value: object) -> float:
     return parse_positive(value, " of seconds")
 
 
+def parse_percent(value: object) -> Optional[float]:
+    """A percentage, fractional or whole: > 0 and <= 100 (``None``: unset)."""
+    accepted = "a percentage > 0 and <= 100 (e.g. 50 or 12.5), or empty for none"
+    if value is None:
+        return None
+    number = parse_number(value, accepted, whole=False)
+    if not 0 < number <= 100:
+        raise InvalidValue(accepted)
+    return float(number)
+
+
+def parse_optional_seconds(value: object) -> Optional[float]:
+    """Seconds as :func:`parse_seconds`, or ``None`` (unset)."""
+    return None if value is None else parse_seconds(value)
+
+
 def parse_port(value: object) -> Optional[int]:
     accepted = "a TCP port, an integer from 1 to 65535 (or empty for no /metrics server)"
     if value is None:
@@ -276,6 +292,21 @@ class Settings:
     recovery_timeout: float = _setting(60.0, parse_seconds, "seconds open before a probe may go")
     success_threshold: int = _setting(2, parse_count, "good probes that close a half-open circuit")
     half_open_max_calls: int = _setting(1, parse_count, "probes in flight at once while half-open")
+    failure_rate: Optional[float] = _setting(
+        None, parse_percent, "percent of failed calls in the window that opens (unset: none)"
+    )
+    window: float = _setting(60.0, parse_seconds, "seconds covered by the failure-rate window")
+    minimum_calls: int = _setting(
+        20, parse_count, "judged calls the window needs before its rate may open"
+    )
+    slow_call_duration: Optional[float] = _setting(
+        None, parse_optional_seconds, "seconds after which a sent call counts as failed"
+    )
+    recovery_timeout_max: Optional[float] = _setting(
+        None,
+        parse_optional_seconds,
+        "longest open period as failed probes double it (unset: no growth)",
+    )
     max_circuits: int = _setting(
         1000, parse_count, "most circuits kept; beyond, idle closed ones are evicted"
     )
@@ -331,7 +362,14 @@ class Settings:
                     variable=where, value=shown, accepted=invalid.accepted
                 ) from None
             sources[setting.option] = source
+        _check_together(values, sources)
         return cls(**values, sources=sources)
+
+    @property
+    def max_open_period(self) -> float:
+        """``recovery_timeout_max``, or ``recovery_timeout`` where it is unset."""
+        limit = self.recovery_timeout_max
+        return self.recovery_timeout if limit is None else limit
 
     def source_of(self, option: str) -> str:
         return self.sources.get(option, "default")
@@ -339,6 +377,18 @@ class Settings:
     def as_dict(self) -> dict[str, Any]:
         """The settings by option name (without ``sources``)."""
         return {setting.option: getattr(self, setting.option) for setting in SETTINGS}
+
+
+def _check_together(values: Mapping[str, Any], sources: Mapping[str, str]) -> None:
+    """Rules between settings, after each was parsed alone."""
+    limit, timeout = values["recovery_timeout_max"], values["recovery_timeout"]
+    if limit is not None and limit < timeout:
+        option = "recovery_timeout_max"
+        raise ConfigurationError(
+            variable=option if sources[option] == "keyword" else ENV_PREFIX + option.upper(),
+            value=limit,
+            accepted=f"a number of seconds >= recovery_timeout ({timeout:g})",
+        )
 
 
 class Setting(NamedTuple):

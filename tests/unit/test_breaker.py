@@ -64,6 +64,7 @@ def make(
         half_open_max_calls=half_open_max_calls,
         enforce=enforce,
         probe_lease=probe_lease,
+        jitter=lambda: 0.0,  # exact open periods; the jitter: tests/unit/test_breaker_policy.py
     )
     breaker = CircuitBreaker("s3/us-east-1", policy, clock, observer or recorder)
     return breaker, clock, recorder
@@ -530,7 +531,9 @@ class SettableClock:
 
 def test_a_clock_going_back_never_stretches_an_open_period_or_a_lease() -> None:
     clock = SettableClock()
-    policy = BreakerPolicy(failure_threshold=1, recovery_timeout=60, probe_lease=100)
+    policy = BreakerPolicy(
+        failure_threshold=1, recovery_timeout=60, probe_lease=100, jitter=lambda: 0.0
+    )
     breaker = CircuitBreaker("s3/us-east-1", policy, clock)
     breaker.record(breaker.acquire(), FAILURE)
     clock.now = 10.0  # 990 s back
@@ -880,6 +883,7 @@ OPERATIONS = {
 
 def counted(**policy: Any) -> tuple[CircuitBreaker, CountingState, FakeClock]:
     clock = FakeClock()
+    policy.setdefault("jitter", lambda: 0.0)
     breaker = CircuitBreaker("s3/us-east-1", BreakerPolicy(**policy), clock, None, CountingState)
     backend = breaker.backend
     assert isinstance(backend, CountingState)
@@ -931,7 +935,8 @@ def test_the_open_period_is_the_policys_choice() -> None:
             return self.recovery_timeout * 2**reopenings
 
     clock = FakeClock()
-    breaker = CircuitBreaker("s3/us-east-1", Doubling(failure_threshold=1), clock)
+    policy = Doubling(failure_threshold=1, jitter=lambda: 0.0)
+    breaker = CircuitBreaker("s3/us-east-1", policy, clock)
     call(breaker, FAILURE)
     for period in (60.0, 120.0, 240.0):
         assert breaker.admit() == pytest.approx(period)

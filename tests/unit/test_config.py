@@ -186,6 +186,33 @@ CASES: dict[str, Cases] = {
     "success_threshold": Cases(_COUNT_GOOD_ENV, _COUNT_BAD_ENV, _COUNT_GOOD_KW, _COUNT_BAD_KW),
     "half_open_max_calls": Cases(_COUNT_GOOD_ENV, _COUNT_BAD_ENV, _COUNT_GOOD_KW, _COUNT_BAD_KW),
     "max_circuits": Cases(_COUNT_GOOD_ENV, _COUNT_BAD_ENV, _COUNT_GOOD_KW, _COUNT_BAD_KW),
+    # A percentage, fractional or whole: 0 < p <= 100.
+    "failure_rate": Cases(
+        [("50", 50.0), ("12.5", 12.5), ("100", 100.0), (" 0.1 ", 0.1), ("1e1", 10.0)],
+        ["0", "-5", "100.5", "101", "nan", "inf", "50%", "half", "\u0663", "1_0"],
+        [(50, 50.0), (12.5, 12.5), (100, 100.0), ("30", 30.0), (None, None)],
+        [0, 0.0, -1, 100.01, 1000, math.nan, math.inf, True, "50%", "", [50]],
+    ),
+    "window": Cases(
+        [("60", 60.0), ("0.5", 0.5), (" 30 ", 30.0)],
+        ["0", "-1", "nan", "inf", "1m"],
+        [(10, 10.0), (2.5, 2.5)],
+        [0, -1, math.nan, math.inf, True, None, "x"],
+    ),
+    "minimum_calls": Cases(_COUNT_GOOD_ENV, _COUNT_BAD_ENV, _COUNT_GOOD_KW, _COUNT_BAD_KW),
+    "slow_call_duration": Cases(
+        [("2", 2.0), ("0.25", 0.25), (" 10 ", 10.0)],
+        ["0", "-1", "nan", "inf", "2s"],
+        [(2, 2.0), (0.5, 0.5), (None, None)],
+        [0, -0.1, math.nan, math.inf, True, "x"],
+    ),
+    # Never below recovery_timeout (60 by default): tests/unit/test_breaker_policy.py.
+    "recovery_timeout_max": Cases(
+        [("600", 600.0), ("60", 60.0), (" 3600 ", 3600.0)],
+        ["0", "-1", "nan", "inf", "10m"],
+        [(600, 600.0), (60.5, 60.5), (None, None)],
+        [0, -1, math.nan, math.inf, True, "x"],
+    ),
     "metrics_namespace": Cases(
         [("botocore", "botocore"), ("s3", "s3"), ("my_app:x", "my_app:x"), ("_x", "_x")],
         ["1abc", "my-app", "a.b", "has space", "ns/"],
@@ -301,6 +328,11 @@ def test_the_contract_defaults() -> None:
         "recovery_timeout": 60.0,
         "success_threshold": 2,
         "half_open_max_calls": 1,
+        "failure_rate": None,
+        "window": 60.0,
+        "minimum_calls": 20,
+        "slow_call_duration": None,
+        "recovery_timeout_max": None,
         "max_circuits": 1000,
         "metrics": "prometheus",
         "metrics_namespace": "botocore",
