@@ -260,9 +260,9 @@ class CircuitBreaker:
     ...     breaker.record(breaker.acquire(), Outcome.FAILURE)
     >>> breaker.state
     <CircuitState.OPEN: 'open'>
-    >>> breaker.admit()  # rejected: seconds until a probe may go
-    60.0
-    >>> clock.advance(60)
+    >>> 60.0 <= breaker.admit() <= 66.0  # rejected: seconds until a probe may go (+ jitter)
+    True
+    >>> clock.advance(66)
     >>> probe = breaker.acquire()
     >>> breaker.state, probe.is_probe
     (<CircuitState.HALF_OPEN: 'half_open'>, True)
