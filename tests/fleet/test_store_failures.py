@@ -1,0 +1,114 @@
+"""The store fails mid-outage under a fleet of real processes: killed, hung (SIGSTOP),
+restarted. No call fails because of it, each process judges alone meanwhile (one
+WARNING), and the fleet shares its circuit again once the store answers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from botocore_resilience.store import open_store, parse_state_url
+from botocore_resilience.store.keys import state_key
+from botocore_resilience.testing import SERVICE_UNAVAILABLE, LocalS3
+
+from .fleet import Fleet, fleet
+from .redis_servers import RedisServer
+
+NAME = "s3/us-east-1"
+LEGIT = {"ok", "open", "error:ServiceUnavailable"}
+
+
+def _options(s3: LocalS3, server: RedisServer, **install: Any) -> dict[str, Any]:
+    bucket = s3.create_bucket()
+    for i in range(3):
+        s3._internal_client().put_object(Bucket=bucket, Key=f"w{i}", Body=b"x")
+    settings = {"failure_threshold": 3, "state_url": server.url, **install}
+    return {
+        "endpoint": s3.endpoint_url,
+        "bucket": bucket,
+        "threads": 2,
+        "plan": "loop",
+        "install": settings,
+    }
+
+
+def _store_warnings(workers: Fleet) -> list[list[str]]:
+    return [
+        [e["msg"] for e in w.seen if e["ev"] == "log" and "state store" in e["msg"]]
+        for w in workers.workers
+    ]
+
+
+def _check_no_call_failed_because_of_the_store(summaries: list[dict[str, Any]]) -> None:
+    for summary in summaries:
+        assert set(summary["outcomes"]) <= LEGIT, summary
+        assert not summary["other_types"], summary
+
+
+def test_store_killed_and_restarted_mid_outage(s3: LocalS3, redis_server: RedisServer) -> None:
+    options = _options(s3, redis_server, recovery_timeout=300)
+    with fleet(3, options) as workers:
+        s3.inject(SERVICE_UNAVAILABLE, times=None, operation="GetObject")
+        workers.send("go")
+        for worker in workers.workers:
+            worker.wait_for("transition", to="open")
+        redis_server.kill()
+        # Each process notices, says so once, and judges alone: a fresh local circuit
+        # that opens after its own failure_threshold failures.
+        for worker in workers.workers:
+            assert "unavailable (connection)" in worker.wait_for("log", level="WARNING")["msg"]
+            worker.wait_for("transition", to="open")
+        redis_server.start()  # same port, no data: the fleet's state was lost with it
+        # They rejoin: the store answers, each process reads the fleet's state (closed,
+        # nothing is left), and the fleet counts its failures together again.
+        for worker in workers.workers:
+            worker.wait_for("transition", to="open")
+        assert redis_server.cli("hget", state_key(NAME), "st").strip() == "open"
+        workers.send("stop")
+        summaries = workers.summaries()
+    _check_no_call_failed_because_of_the_store(summaries)
+    assert _store_warnings(workers) == [[], [], []]  # one each, the one read above
+    for summary in summaries:
+        metrics = "\n".join(summary["store_metrics"])
+        assert 'state_store_up{backend="redis"} 1.0' in metrics
+        assert 'state_store_errors_total{error="connection"} 0.0' not in metrics
+
+
+def test_store_hung_mid_outage_then_resumed(s3: LocalS3, redis_server: RedisServer) -> None:
+    options = _options(s3, redis_server, recovery_timeout=1.0, state_timeout=0.25)
+    with fleet(3, options) as workers:
+        s3.inject(SERVICE_UNAVAILABLE, times=None, operation="GetObject")
+        workers.send("go")
+        for worker in workers.workers:
+            worker.wait_for("transition", to="open")
+        redis_server.hang()
+        try:
+            # The next probe each process asks the store for times out: it says so once
+            # and judges alone.
+            for worker in workers.workers:
+                warning = worker.wait_for("log", level="WARNING")
+                assert "(timeout)" in warning["msg"]
+        finally:
+            redis_server.resume()
+        # Rejoined: an operator closing the circuit for the fleet reaches every process.
+        operator = open_store(parse_state_url(redis_server.url), 5.0)
+        _close_until_everyone_hears(workers, operator)
+        workers.send("stop")
+        summaries = workers.summaries()
+    operator.close()
+    _check_no_call_failed_because_of_the_store(summaries)
+    assert _store_warnings(workers) == [[], [], []]
+
+
+def _close_until_everyone_hears(workers: Fleet, operator: Any) -> None:
+    # A worker that has not rejoined yet misses a close; the store is asked again until
+    # each has heard one (each attempt is an ordinary operator action).
+    pending = list(workers.workers)
+    while pending:
+        operator.force(NAME, "closed", "reset")
+        still = []
+        for worker in pending:
+            try:
+                worker.wait_for("transition", deadline=2.0, to="closed")
+            except AssertionError:
+                still.append(worker)
+        pending = still
