@@ -4,13 +4,15 @@
 
     python -m botocore_resilience config [--json] [--set OPTION=VALUE ...]
     python -m botocore_resilience demo [--fast] [--metrics-port PORT] ...
+    python -m botocore_resilience circuits [open|close NAME]
 
 ``config`` reads the environment exactly as ``install()`` does and prints every
 setting with its value and where the value came from; a bad value is reported on
 stderr with exit status 2, the status ``install()`` callers would see as a
 ``ConfigurationError``, and a ``BOTOCORE_RESILIENCE_*`` variable that is no setting
 (a typo) is warned about on stderr, as ``install()`` logs it. ``demo`` runs
-:mod:`botocore_resilience.demo`.
+:mod:`botocore_resilience.demo`. ``circuits`` lists or forces the fleet's circuits in
+the state store (:mod:`botocore_resilience.store.command`).
 
 Each command is one ``_add_*`` function that adds its subparser and sets ``run`` to
 the function that carries it out; flags take their values through the settings'
@@ -39,6 +41,7 @@ from .config import (
     unknown_variable_warnings,
 )
 from .errors import ConfigurationError
+from .store.command import add_circuits_command
 
 __all__ = ["main"]
 
@@ -84,6 +87,7 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_config(commands)
     _add_demo(commands)
+    add_circuits_command(commands)
     return parser
 
 
