@@ -16,12 +16,16 @@ throttling count against a circuit.
 
 from __future__ import annotations
 
+import asyncio
 import copy
+import http.client
 import sys
+from concurrent.futures import CancelledError
 from typing import Any, Optional
 
+import urllib3.exceptions
+from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
-from botocore.exceptions import HTTPClientError
 
 from .breaker import Outcome
 
@@ -68,9 +72,24 @@ FAILURE_CODES = frozenset(
 )
 
 # Connection-level errors and timeouts: EndpointConnectionError and ConnectTimeoutError
-# subclass ConnectionError; ReadTimeoutError and ConnectionClosedError subclass
-# HTTPClientError.
+# subclass ConnectionError; ReadTimeoutError, ConnectionClosedError and
+# ResponseStreamingError subclass HTTPClientError.
 _FAILURE_EXCEPTIONS = (BotoConnectionError, HTTPClientError)
+
+# What a bare HTTPClientError may wrap when the transport itself failed: socket and TLS
+# errors (OSError), the HTTP libraries' own errors, and a timeout. Anything else in it was
+# raised by the caller's own code while botocore sent the request (s3transfer's cancelled
+# parts raise the sibling's error, or its CancelledError, from the request body's read()).
+_TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    http.client.HTTPException,
+    urllib3.exceptions.HTTPError,
+    TimeoutError,
+    asyncio.TimeoutError,
+)
+# Libraries whose errors are transport errors although they subclass none of the above
+# (aiohttp's ServerDisconnectedError, ClientPayloadError, ... under aiobotocore).
+_TRANSPORT_MODULES = ("aiohttp", "urllib3", "http", "ssl", "socket", "h11", "httpcore")
 
 
 def is_failure_status(status: Optional[int]) -> bool:
@@ -84,8 +103,32 @@ def is_failure_code(code: Optional[str]) -> bool:
 
 
 def is_failure_exception(exception: Optional[BaseException]) -> bool:
-    """Transport failures: nothing (or nothing whole) came back from the service."""
-    return isinstance(exception, _FAILURE_EXCEPTIONS)
+    """Transport failures: nothing (or nothing whole) came back from the service.
+
+    botocore's generic ``HTTPClientError`` (the class itself, not its subclasses, which
+    each name a transport fault) wraps whatever was raised while the request was sent;
+    it counts only when what it wraps is a transport fault. A caller's own cancellation
+    (s3transfer stopping the other parts of a failed transfer) is not one.
+    """
+    if not isinstance(exception, _FAILURE_EXCEPTIONS):
+        return False
+    if type(exception) is HTTPClientError:
+        return _wraps_transport_fault(exception)
+    return True
+
+
+def _wraps_transport_fault(wrapper: HTTPClientError) -> bool:
+    wrapped = getattr(wrapper, "kwargs", {}).get("error")
+    if not isinstance(wrapped, BaseException):
+        return True  # nothing to look at (built by hand, or a message): as before, a fault
+    if isinstance(wrapped, (BotoCoreError, ClientError, CancelledError)):
+        # botocore's own errors never come out of the HTTP library: the caller raised this
+        # one (a sibling part's error re-raised from a body's read(), or a cancellation).
+        return False
+    if isinstance(wrapped, _TRANSPORT_ERRORS):
+        return True
+    module = type(wrapped).__module__.split(".", 1)[0]
+    return module in _TRANSPORT_MODULES
 
 
 def error_code(parsed: Optional[dict[str, Any]]) -> Optional[str]:

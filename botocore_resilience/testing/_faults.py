@@ -14,7 +14,7 @@ import types
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Union
+from typing import Literal, Union
 from xml.sax.saxutils import escape
 
 from botocore.exceptions import (
@@ -31,6 +31,7 @@ __all__ = [
     "CLIENT_TIMEOUT",
     "CONNECTION_CLOSED",
     "CONNECT_TIMEOUT",
+    "DROPPED_BODY",
     "ENDPOINT_CONNECTION_ERROR",
     "GATEWAY_TIMEOUT",
     "INTERNAL_ERROR",
@@ -39,9 +40,11 @@ __all__ = [
     "REQUEST_TIMEOUT",
     "SERVICE_UNAVAILABLE",
     "SLOW_DOWN",
+    "STALLED_BODY",
     "THROTTLING",
     "THROTTLING_EXCEPTION",
     "TOO_MANY_REQUESTS",
+    "BodyFault",
     "ConnectionFault",
     "Fault",
     "HTTPFault",
@@ -113,8 +116,44 @@ class ConnectionFault:
         return self.error(endpoint_url=endpoint_url, error=self.message)
 
 
+@dataclass(frozen=True)
+class BodyFault:
+    """A response that starts well and whose body then fails: the real status and headers
+    (``Content-Length`` included) and the first ``after`` bytes of the body are sent, then
+    the body ``"stall"``-s (nothing more for up to ``seconds``, then the connection is
+    closed) or is ``"drop"``-ped (the connection is closed at once).
+
+    Only the local S3 server can send these (:meth:`LocalS3.inject`). A client with a
+    ``read_timeout`` shorter than ``seconds`` sees a stalled body as botocore's
+    ``ReadTimeoutError`` from ``Body.read()``; a dropped one as ``ResponseStreamingError``
+    (``IncompleteReadError`` on botocore versions that check the length only).
+
+    >>> STALLED_BODY
+    BodyFault(kind='stall', after=0, seconds=30.0)
+    >>> BodyFault("drop", after=1024).after
+    1024
+    """
+
+    kind: Literal["stall", "drop"] = "stall"
+    after: int = 0
+    seconds: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("stall", "drop"):
+            raise ValueError(f"kind must be 'stall' or 'drop', not {self.kind!r}")
+        if isinstance(self.after, bool) or not isinstance(self.after, int) or self.after < 0:
+            raise ValueError(f"after must be a number of bytes >= 0, not {self.after!r}")
+        if not self.seconds >= 0:  # also rejects NaN
+            raise ValueError(f"seconds must be >= 0, not {self.seconds!r}")
+
+
 Fault = Union[HTTPFault, ConnectionFault]
-"""Either kind of fault."""
+"""Either kind of fault a request can meet before its response starts."""
+
+STALLED_BODY = BodyFault("stall")
+"""Headers sent, then a body that never comes (for up to 30 s): a read times out."""
+DROPPED_BODY = BodyFault("drop")
+"""Headers sent, then the connection closed before the body: a read fails at once."""
 
 
 SLOW_DOWN = HTTPFault(503, "SlowDown", "Please reduce your request rate.")

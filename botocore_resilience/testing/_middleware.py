@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
+import socket
 import threading
-from collections.abc import Iterable
-from typing import Any, Callable, Optional
+from collections.abc import Iterable, Iterator
+from typing import Any, Callable, Optional, Union
 
 from ._counter import RecordedRequest, RequestCounter
-from ._faults import HTTPFault, render
+from ._faults import BodyFault, HTTPFault, render
+from ._hold import Hold
 from ._rules import RuleBook
 from ._s3_requests import S3Request, describe
 
@@ -18,6 +21,9 @@ __all__ = ["INTERNAL_HEADER", "FaultLayer"]
 INTERNAL_HEADER = "x-botocore-resilience-internal"
 _INTERNAL_ENVIRON_KEY = "HTTP_" + INTERNAL_HEADER.upper().replace("-", "_")
 _ATTEMPT = re.compile(r"attempt=(\d+)")
+_PART_NUMBER = re.compile(r"(?:^|&)partNumber=(\d+)")
+# A hold nobody releases lets its request go after this long.
+_HOLD_TIMEOUT = 60.0
 
 StartResponse = Callable[..., Any]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
@@ -35,13 +41,15 @@ class FaultLayer:
         self,
         *,
         account_id: str,
-        rules: RuleBook[HTTPFault],
+        rules: RuleBook[Union[HTTPFault, BodyFault]],
         counter: RequestCounter,
         stopping: threading.Event,
+        holds: Optional[RuleBook[Hold]] = None,
     ) -> None:
         self.app: Optional[WSGIApp] = None  # moto's app, set before the first request
         self._account_id = account_id
         self._rules = rules
+        self._holds: RuleBook[Hold] = holds if holds is not None else RuleBook()
         self._counter = counter
         self._stopping = stopping
         self._lock = threading.Lock()
@@ -127,13 +135,22 @@ class FaultLayer:
             self._record(request, path, None, None, delay, attempt)
             return [b""]
 
+        part = _PART_NUMBER.search(environ.get("QUERY_STRING", ""))
         facts = {
             "method": method,
             "bucket": request.bucket,
             "key": request.key,
             "operation": request.operation,
+            "part_number": part.group(1) if part else None,
         }
+        hold = self._holds.take(facts)
+        if hold is not None:
+            hold.wait(self._stopping, _HOLD_TIMEOUT)
         fault = self._rules.take(facts)
+        if isinstance(fault, BodyFault):
+            return self._serve_failing_body(
+                app, fault, request, path, delay, attempt, environ, start_response
+            )
         if fault is not None:
             # Read the request body first: closing a socket with unread input makes the
             # kernel send a reset, and the client would see that instead of our answer.
@@ -153,6 +170,28 @@ class FaultLayer:
         status = int(statuses[-1].split(None, 1)[0]) if statuses else None
         self._record(request, path, status, None, delay, attempt)
         return body
+
+    def _serve_failing_body(
+        self,
+        app: WSGIApp,
+        fault: BodyFault,
+        request: S3Request,
+        path: str,
+        delay: float,
+        attempt: Optional[int],
+        environ: dict[str, Any],
+        start_response: StartResponse,
+    ) -> Iterable[bytes]:
+        statuses: list[str] = []
+
+        def capture(status: str, headers: Any, exc_info: Any = None) -> Any:
+            statuses.append(status)
+            return start_response(status, headers, exc_info)
+
+        body = app(environ, capture)
+        status = int(statuses[-1].split(None, 1)[0]) if statuses else None
+        self._record(request, path, status, None, delay, attempt)
+        return _failing_body(body, fault, environ.get("werkzeug.socket"), self._stopping)
 
     def _record(
         self,
@@ -203,3 +242,36 @@ def _drain(environ: dict[str, Any]) -> None:
         if not chunk:
             break
         remaining -= len(chunk)
+
+
+def _failing_body(
+    body: Iterable[bytes],
+    fault: BodyFault,
+    connection: Optional[socket.socket],
+    stopping: threading.Event,
+) -> Iterator[bytes]:
+    # The status and headers (Content-Length of the whole body) go out as moto wrote them;
+    # only the body is cut short, the way a proxy or a server dying mid-response cuts it.
+    try:
+        yield b""  # the status line and headers go out now, whatever ``after`` is
+        sent = 0
+        for chunk in body:
+            if sent + len(chunk) >= fault.after:
+                head = chunk[: fault.after - sent]
+                if head:
+                    yield head
+                break
+            sent += len(chunk)
+            yield chunk
+        if fault.kind == "stall":
+            stopping.wait(fault.seconds)
+    finally:
+        close = getattr(body, "close", None)
+        if close is not None:
+            close()
+    # Close the connection under the client (the server cannot take back the Content-Length
+    # it sent), then tell the server the connection is gone so it writes nothing more.
+    if connection is not None:
+        with contextlib.suppress(OSError):
+            connection.shutdown(socket.SHUT_RDWR)
+    raise ConnectionAbortedError("body cut short by botocore_resilience.testing")

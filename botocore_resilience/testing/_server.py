@@ -12,11 +12,12 @@ import random
 import threading
 import uuid
 from types import TracebackType
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 from ._clients import make_client, make_session
 from ._counter import RequestCounter
-from ._faults import HTTPFault
+from ._faults import BodyFault, HTTPFault
+from ._hold import Hold
 from ._middleware import INTERNAL_HEADER, FaultLayer, WSGIApp
 from ._rules import FaultRule, RuleBook
 from ._serving import BackgroundServer
@@ -61,7 +62,8 @@ class LocalS3:
         """``port=0`` (the default) picks a free port at the first :meth:`start`."""
         self._host = "127.0.0.1"
         self.account_id = account_id or str(random.randrange(10**11, 10**12))
-        self._rules: RuleBook[HTTPFault] = RuleBook()
+        self._rules: RuleBook[Union[HTTPFault, BodyFault]] = RuleBook()
+        self._holds: RuleBook[Hold] = RuleBook()
         self._counter = RequestCounter()
         self._stopping = threading.Event()
         self._lifecycle = threading.RLock()
@@ -70,6 +72,7 @@ class LocalS3:
             rules=self._rules,
             counter=self._counter,
             stopping=self._stopping,
+            holds=self._holds,
         )
         self._server = BackgroundServer(self._layer, host=self._host, port=port, name="LocalS3")
         self._internal: Any = None
@@ -99,6 +102,9 @@ class LocalS3:
             if not self._server.running:
                 return
             self._server.stop()
+            for hold in self._holds.rules:
+                hold.fault.release()
+            self._holds.clear()
             # Only now, so that a request cut short in its latency wait finds its connection
             # gone: the client sees the connection drop, not an answer.
             self._stopping.set()
@@ -143,42 +149,64 @@ class LocalS3:
 
     def inject(
         self,
-        fault: HTTPFault,
+        fault: Union[HTTPFault, BodyFault],
         *,
         times: Optional[int] = 1,
         method: Optional[str] = None,
         bucket: Optional[str] = None,
         key: Optional[str] = None,
         operation: Optional[str] = None,
-    ) -> FaultRule[HTTPFault]:
+        part_number: Optional[int] = None,
+    ) -> FaultRule[Union[HTTPFault, BodyFault]]:
         """Answer the next ``times`` matching requests with ``fault`` (``None``: until cleared).
 
         Filters left ``None`` match every request; ``operation`` is the S3
-        operation name (``"GetObject"``). Rules are tried in the order they were
-        added, and the first that matches answers the request.
+        operation name (``"GetObject"``), ``part_number`` the part of an
+        ``UploadPart`` or a ranged ``GetObject`` by part. Rules are tried in the
+        order they were added, and the first that matches answers the request. A
+        :class:`BodyFault` lets the request through and cuts its response's body short.
 
         >>> s3.inject(SLOW_DOWN, times=3)  # doctest: +SKIP
         >>> s3.inject(INTERNAL_ERROR, times=None, method="PUT", bucket="b")  # doctest: +SKIP
+        >>> s3.inject(STALLED_BODY, operation="GetObject")  # doctest: +SKIP
         """
-        if not isinstance(fault, HTTPFault):
+        if not isinstance(fault, (HTTPFault, BodyFault)):
             raise TypeError(
-                "LocalS3 injects HTTPFault responses; for connection refusal use stop(), "
-                f"for other connection errors FaultInjector (got {fault!r})"
+                "LocalS3 injects HTTPFault responses and BodyFault bodies; for connection "
+                f"refusal use stop(), for other connection errors FaultInjector (got {fault!r})"
             )
-        criteria = {
-            "method": method.upper() if method else None,
-            "bucket": bucket,
-            "key": key,
-            "operation": operation,
-        }
-        return self._rules.add(fault, times, criteria)
+        return self._rules.add(fault, times, _criteria(method, bucket, key, operation, part_number))
+
+    def hold(
+        self,
+        *,
+        times: Optional[int] = None,
+        method: Optional[str] = None,
+        bucket: Optional[str] = None,
+        key: Optional[str] = None,
+        operation: Optional[str] = None,
+        part_number: Optional[int] = None,
+    ) -> Hold:
+        """Hold matching requests at the server, their bodies unread, until the returned
+        :class:`Hold` is released (``times``: how many requests at most; ``None``: all).
+
+        Filters as for :meth:`inject`. Held requests then meet the injected faults as usual.
+
+        >>> hold = s3.hold(operation="UploadPart", part_number=2)  # doctest: +SKIP
+        >>> hold.wait_for_held(1)  # doctest: +SKIP
+        True
+        >>> hold.release()  # doctest: +SKIP
+        """
+        held = Hold()
+        self._holds.add(held, times, _criteria(method, bucket, key, operation, part_number))
+        return held
 
     def clear_faults(self) -> None:
         """Remove every injected fault."""
         self._rules.clear()
 
     @property
-    def faults(self) -> list[FaultRule[HTTPFault]]:
+    def faults(self) -> list[FaultRule[Union[HTTPFault, BodyFault]]]:
         """The fault rules that can still fire, in the order they are tried."""
         return self._rules.rules
 
@@ -235,6 +263,9 @@ class LocalS3:
         stored data stays."""
         self._rules.clear()
         self._rules.reset_count()
+        for hold in self._holds.rules:
+            hold.fault.release()
+        self._holds.clear()
         self.latency = 0.0
         self._counter.reset()
         self._layer.reset_peak()
@@ -346,6 +377,22 @@ class LocalS3:
                 client.meta.events.register("before-sign.s3", _mark_internal)
                 self._internal = client
             return self._internal
+
+
+def _criteria(
+    method: Optional[str],
+    bucket: Optional[str],
+    key: Optional[str],
+    operation: Optional[str],
+    part_number: Optional[int],
+) -> dict[str, Optional[str]]:
+    return {
+        "method": method.upper() if method else None,
+        "bucket": bucket,
+        "key": key,
+        "operation": operation,
+        "part_number": None if part_number is None else str(part_number),
+    }
 
 
 def _mark_internal(request: Any, **_: Any) -> None:

@@ -456,3 +456,56 @@ def test_describe_attempt_never_includes_messages() -> None:
         assert secret not in description
         assert "amazonaws" not in description
     assert describe_attempt(403, "AccessDenied", None) == "403 AccessDenied"
+
+
+# -- what a bare HTTPClientError wraps ------------------------------------------------------
+
+
+def _wrapped(error: object) -> BaseException:
+    from botocore.exceptions import HTTPClientError
+
+    return HTTPClientError(error=error)
+
+
+@pytest.mark.parametrize(
+    "inner",
+    [
+        ClientError({"Error": {"Code": "AccessDenied"}}, "UploadPart"),
+        ClientError({"Error": {"Code": "SlowDown"}}, "UploadPart"),
+        endpoint_error(ReadTimeoutError),  # a sibling's transport fault, re-raised by its part
+    ],
+    ids=["403 of a sibling", "503 of a sibling", "timeout of a sibling"],
+)
+def test_a_cancelled_part_is_not_counted_nor_retried_by_the_plugin(inner: BaseException) -> None:
+    # s3transfer re-raises the failed part's error from the other parts' body read().
+    error = _wrapped(inner)
+    assert judge_exception(error) is Outcome.NOT_COUNTED
+    assert not is_retryable_attempt(None, None, error)
+
+
+def test_a_cancellation_is_not_counted() -> None:
+    from concurrent.futures import CancelledError
+
+    from s3transfer.exceptions import FatalError
+
+    assert judge_exception(_wrapped(CancelledError("cancelled"))) is Outcome.NOT_COUNTED
+    assert judge_exception(_wrapped(FatalError("fatal"))) is Outcome.NOT_COUNTED
+    assert judge_exception(_wrapped(ValueError("the caller's own bug"))) is Outcome.NOT_COUNTED
+
+
+@pytest.mark.parametrize(
+    "inner",
+    [
+        ConnectionResetError(104, "reset"),
+        __import__("ssl").SSLError("bad record mac"),
+        __import__("http.client").client.RemoteDisconnected("gone"),
+        __import__("urllib3").exceptions.ProtocolError("broken"),
+        TimeoutError(),
+        "a message only",
+    ],
+    ids=["reset", "ssl", "http.client", "urllib3", "timeout", "no exception"],
+)
+def test_a_wrapped_transport_fault_counts(inner: object) -> None:
+    error = _wrapped(inner)
+    assert judge_exception(error) is Outcome.FAILURE
+    assert is_retryable_attempt(None, None, error)
