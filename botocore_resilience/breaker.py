@@ -91,7 +91,7 @@ import contextlib
 import enum
 import math
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Optional, Union
 
 from .clock import MONOTONIC, Clock
@@ -105,6 +105,8 @@ __all__ = [
     "FORCED",
     "JITTER",
     "MIN_RETRY_AFTER",
+    "RATE_CAUSE",
+    "SLOW_CAUSE",
     "BackendFactory",
     "BreakerPolicy",
     "CircuitBreaker",
@@ -126,6 +128,12 @@ processes that opened together drift apart instead of arriving in step."""
 
 FORCED = "forced"
 """The cause of an operator's :meth:`CircuitBreaker.force_open`."""
+
+RATE_CAUSE = "failure rate"
+"""How the cause of an opening by the failure rate begins."""
+
+SLOW_CAUSE = "slow call"
+"""How the cause of a slow call (``slow_call_duration``) begins."""
 
 _CLOSED, _OPEN, _HALF_OPEN = CircuitState.CLOSED, CircuitState.OPEN, CircuitState.HALF_OPEN
 
@@ -165,7 +173,7 @@ class BreakerPolicy:
     recovery_timeout_max: Optional[float] = Settings.recovery_timeout_max
     """The longest open period; each failed probe doubles the next one up to it. ``None``:
     ``recovery_timeout`` (no growth)."""
-    jitter: Optional[Callable[[], float]] = None
+    jitter: Optional[Callable[[], float]] = field(default=None, compare=False, repr=False)
     """The random source in ``[0, 1)`` of the open periods' extra; ``None``:
     :func:`random.random`."""
 
@@ -433,7 +441,7 @@ class CircuitBreaker:
             backend.clear_failures(seq)
         if policy.rate_opens(calls, failures):
             why = (
-                f"failure rate {100.0 * failures / calls:.3g}% of {calls} calls "
+                f"{RATE_CAUSE} {100.0 * failures / calls:.3g}% of {calls} calls "
                 f"in {window.seconds:g} s"
             )
             if failed:

@@ -23,7 +23,7 @@ from typing import Any, Optional
 
 from botocore.retries.standard import RetryContext
 
-from .breaker import CircuitBreaker, Outcome, Permit
+from .breaker import SLOW_CAUSE, CircuitBreaker, Outcome, Permit
 from .classification import describe_attempt, error_code, judge_exception, judge_response
 from .errors import CircuitBreakerOpen
 from .leases import probe_lease
@@ -38,6 +38,7 @@ _PROBE_KEY = "botocore_resilience.probe"
 _TARGET_KEY = "botocore_resilience.target"
 _NO_TARGET = ("", None)
 _SUCCESS = Outcome.SUCCESS  # an enum member costs an attribute lookup more than a global
+_FAILURE = Outcome.FAILURE
 
 _hyphenized: dict[str, str] = {}
 
@@ -299,9 +300,6 @@ class EventHandlers:
 
     @staticmethod
     def _finish(runtime: Runtime, call: _Call, outcome: Outcome, cause: str, result: str) -> None:
-        # The circuit first: the breaker must hear the outcome even if an observer is broken.
-        if call.breaker is not None:
-            call.breaker.record(call.permit, outcome, cause)
         # A call that never reached the transport has no duration sample.
         # An injected clock that goes back must not give a negative duration.
         if call.sent:
@@ -309,12 +307,30 @@ class EventHandlers:
             duration: Optional[float] = max(0.0, now() - call.started)
         else:
             duration = None
+        # The circuit first: the breaker must hear the outcome even if an observer is broken.
+        breaker = call.breaker
+        if breaker is not None:
+            slow = runtime.settings.slow_call_duration
+            if slow is not None and duration is not None and duration > slow:
+                # Too slow to be of use, whatever it returned: a failure for the breaker
+                # only. The caller still gets its result, and ``result`` stays what the
+                # caller saw (docs/explanation/failure-rate-and-slow-calls.md).
+                outcome = _FAILURE
+                cause = _slow_cause(duration, slow, cause)
+            breaker.record(call.permit, outcome, cause)
         observers = runtime.observers
         call_finished = observers.call_finished
         try:  # may raise: see Observers.call_finished
             call_finished(call.service, call.operation, call.bucket, result, duration)
         except Exception:
             log_internal_error(observers.call_finished_by)
+
+
+def _slow_cause(duration: float, slow: float, cause: str) -> str:
+    """The cause a slow call reports: it begins with "slow call", and keeps the error of a
+    call that also failed."""
+    took = f"{SLOW_CAUSE}: {duration:.3g} s > slow_call_duration {slow:g} s"
+    return f"{took}; {cause}" if cause else took
 
 
 def _retry_context(

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from typing import Any, Callable, Optional
 
 from . import _fork
-from .breaker import CircuitBreaker
+from .breaker import CircuitBreaker, Transition
 from .circuits import Circuits
 from .clock import Clock
 from .config import Settings
@@ -200,6 +200,7 @@ def install(
     environ: Optional[Mapping[str, str]] = None,
     jitter: Optional[Callable[[], float]] = None,
     meter_provider: Any = None,
+    on_transition: Optional[Callable[[Transition], None]] = None,
     **options: Any,
 ) -> Installation:
     """Add retries, circuit breakers and metrics to every call made through ``target``.
@@ -216,9 +217,15 @@ def install(
         environ: where ``BOTOCORE_RESILIENCE_*`` are read from; default ``os.environ``.
             (``AWS_RETRY_MODE``/``AWS_MAX_ATTEMPTS`` are botocore's: it reads them itself.)
         jitter: the random source (``[0, 1)``) of the backoff before retries *we* add
-            (botocore's own retries use botocore's); ``lambda: 0.0`` removes the wait in tests.
+            (botocore's own retries use botocore's) and of the open periods' extra (up to
+            10%); ``lambda: 0.0`` removes both in tests.
         meter_provider: the OpenTelemetry ``MeterProvider`` that records the metrics with
             ``metrics="otel"`` (default: the global one, which may be set later).
+        on_transition: called as ``on_transition(transition)`` with a
+            :class:`~botocore_resilience.Transition` on every state change of this
+            installation's circuits, after the metrics and logs, outside every lock; an
+            exception it raises is logged (WARNING) and ignored. An installation with a
+            callback has circuits of its own (they report to the installation that made them).
         **options: the settings (``docs/reference/settings.md``) by their lower-case option
             names, e.g. ``failure_threshold=3``.
 
@@ -247,6 +254,7 @@ def install(
         clock=clock,
         jitter=jitter,
         meter_provider=meter_provider,
+        on_transition=on_transition,
         **options,
     )
     owner, events, is_session = _resolve(target)

@@ -21,7 +21,7 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
-from .breaker import CircuitState, Transition
+from .breaker import FORCED, RATE_CAUSE, CircuitState, Transition
 
 __all__ = ["Retry", "call_safely", "log_internal_error", "log_retry", "log_transition", "logger"]
 
@@ -75,13 +75,29 @@ def _log_transition(transition: Transition, recovery_timeout: float) -> None:
     # for log processors (and our demo), so nobody has to parse the words below.
     extra = {"transition": transition}
     name = transition.circuit_name
-    if transition.to_state is CircuitState.OPEN and transition.from_state is CircuitState.HALF_OPEN:
+    # The open period as drawn (doubled after failed probes, jitter included), to a tenth
+    # of a second; the setting where a transition does not carry it.
+    open_for = round(transition.open_for or recovery_timeout, 1)
+    cause = transition.cause or "unknown"
+    if transition.to_state is CircuitState.OPEN and cause == FORCED:
+        logger.warning(
+            "circuit %s OPEN: forced by an operator; every call fails fast until it is reset",
+            name,
+            extra=extra,
+        )
+    elif (
+        transition.to_state is CircuitState.OPEN and transition.from_state is CircuitState.HALF_OPEN
+    ):
         logger.warning(
             "circuit %s OPEN again: a probe failed (%s); calls fail fast for %g s",
             name,
-            transition.cause or "unknown",
-            recovery_timeout,
+            cause,
+            open_for,
             extra=extra,
+        )
+    elif transition.to_state is CircuitState.OPEN and cause.startswith(RATE_CAUSE):
+        logger.warning(
+            "circuit %s OPEN: %s; calls fail fast for %g s", name, cause, open_for, extra=extra
         )
     elif transition.to_state is CircuitState.OPEN:
         logger.warning(
@@ -89,8 +105,8 @@ def _log_transition(transition: Transition, recovery_timeout: float) -> None:
             "calls fail fast for %g s",
             name,
             transition.consecutive_failures,
-            transition.cause or "unknown",
-            recovery_timeout,
+            cause,
+            open_for,
             extra=extra,
         )
     elif transition.to_state is CircuitState.CLOSED:

@@ -35,7 +35,7 @@ from collections.abc import Sequence
 from typing import Any, Callable, Final, Literal, Optional
 
 from .breaker import CircuitBreaker, Transition
-from .logs import log_internal_error, log_retry, log_transition
+from .logs import log_internal_error, log_retry, log_transition, logger
 
 __all__ = [
     "CIRCUIT_OPEN",
@@ -48,6 +48,7 @@ __all__ = [
     "MetricsObserver",
     "Observer",
     "Observers",
+    "TransitionCallback",
 ]
 
 # -- the one vocabulary for a call's result (the ``result`` label of N_operations_total) --
@@ -181,6 +182,30 @@ class LogObserver(Observer):
 
     def transition(self, transition: Transition) -> None:
         log_transition(transition, self._recovery_timeout)
+
+
+class TransitionCallback(Observer):
+    """The user's ``install(..., on_transition=callback)`` as a subscriber.
+
+    The fan-out calls it outside every lock, after the metrics and logs. Whatever it
+    raises is logged at WARNING with the exception, every time (transitions are rare,
+    and a user debugging their callback wants each one), and the call goes on.
+    """
+
+    def __init__(self, callback: Callable[[Transition], None]) -> None:
+        self.callback = callback
+
+    def transition(self, transition: Transition) -> None:
+        try:
+            self.callback(transition)
+        except Exception:
+            logger.warning(
+                "on_transition callback raised on %s -> %s of circuit %s; ignored",
+                transition.from_state.value,
+                transition.to_state.value,
+                transition.circuit_name,
+                exc_info=True,
+            )
 
 
 class Observers:

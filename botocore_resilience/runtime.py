@@ -29,14 +29,14 @@ from collections.abc import Mapping
 from typing import Any, Callable, Optional
 
 from . import _fork
-from .breaker import BreakerPolicy
+from .breaker import BreakerPolicy, Transition
 from .circuits import Circuits
 from .clock import MONOTONIC, Clock, reader_of
 from .config import Settings, unknown_variable_warnings
 from .exposition import start_metrics_server
 from .logs import logger
 from .metrics import MetricsSink, metrics_for
-from .observers import LogObserver, MetricsObserver, Observer, Observers
+from .observers import LogObserver, MetricsObserver, Observer, Observers, TransitionCallback
 from .retries import GapFiller
 from .store.wiring import fleet_breaker_factory
 
@@ -97,6 +97,7 @@ def build_runtime(
     clock: Optional[Clock] = None,
     jitter: Optional[Callable[[], float]] = None,
     meter_provider: Any = None,
+    on_transition: Optional[Callable[[Transition], None]] = None,
     **options: Any,
 ) -> Runtime:
     """Read the settings and build the runtime of one installation.
@@ -105,10 +106,14 @@ def build_runtime(
         environ: where ``BOTOCORE_RESILIENCE_*`` are read (default ``os.environ``).
         registry: the ``prometheus_client.CollectorRegistry`` (default: its ``REGISTRY``).
         clock: anything with ``monotonic()`` (default :data:`~botocore_resilience.clock.MONOTONIC`).
-        jitter: the random source in ``[0, 1)`` of the backoff before retries we add
+        jitter: the random source in ``[0, 1)`` of the backoff before retries we add,
+            and of the open periods' extra
             (default :func:`random.random`).
         meter_provider: the OpenTelemetry ``MeterProvider`` used with ``metrics="otel"``
             (default: the global one).
+        on_transition: called with each :class:`~botocore_resilience.Transition` of this
+            installation's circuits, after metrics and logs, outside every lock; what it
+            raises is logged and ignored (:class:`TransitionCallback`).
         **options: settings by option name, overriding the environment.
 
     Raises:
@@ -125,16 +130,19 @@ def build_runtime(
     settings = Settings.from_env(environ, **options)
     _warn_unknown_variables(environ)
     clock = MONOTONIC if clock is None else clock
+    jitter = random.random if jitter is None else jitter
     metrics = _metrics_sink(settings, registry, meter_provider)
-    observers = Observers(_subscribers(settings, metrics))
+    observers = Observers(_subscribers(settings, metrics, on_transition))
     circuits = None
     if settings.breaker != "off":
-        circuits = _circuits(settings, clock, metrics, observers, registry)
+        circuits = _circuits(
+            settings, clock, metrics, observers, registry, jitter=jitter, listener=on_transition
+        )
     return Runtime(
         settings,
         environ=environ,
         clock=clock,
-        jitter=random.random if jitter is None else jitter,
+        jitter=jitter,
         metrics=metrics,
         observers=observers,
         circuits=circuits,
@@ -180,23 +188,35 @@ def _metrics_sink(settings: Settings, registry: Any, meter_provider: Any) -> Opt
         return None
 
 
-def _subscribers(settings: Settings, metrics: Optional[MetricsSink]) -> list[tuple[str, Observer]]:
-    """Who hears calls, retries and transitions, in calling order."""
+def _subscribers(
+    settings: Settings,
+    metrics: Optional[MetricsSink],
+    on_transition: Optional[Callable[[Transition], None]] = None,
+) -> list[tuple[str, Observer]]:
+    """Who hears calls, retries and transitions, in calling order: the user's callback
+    last, so that it sees the metrics and logs already telling the new state."""
     subscribers: list[tuple[str, Observer]] = []
     if metrics is not None:
         subscribers.append(("metrics", MetricsObserver(metrics)))
     subscribers.append(("logging", LogObserver(settings.recovery_timeout)))
+    if on_transition is not None:
+        subscribers.append(("on_transition", TransitionCallback(on_transition)))
     return subscribers
 
 
-def _policy(settings: Settings) -> BreakerPolicy:
-    """The breaker policy the settings describe."""
+def _policy(settings: Settings, jitter: Optional[Callable[[], float]] = None) -> BreakerPolicy:
+    """The breaker policy the settings describe; ``jitter`` draws the open periods' extra."""
     return BreakerPolicy(
         failure_threshold=settings.failure_threshold,
         recovery_timeout=settings.recovery_timeout,
         success_threshold=settings.success_threshold,
         half_open_max_calls=settings.half_open_max_calls,
         enforce=settings.breaker == "on",
+        failure_rate=settings.failure_rate,
+        window=settings.window,
+        minimum_calls=settings.minimum_calls,
+        recovery_timeout_max=settings.recovery_timeout_max,
+        jitter=jitter,
     )
 
 
@@ -215,13 +235,28 @@ def _circuits(
     metrics: Optional[MetricsSink],
     observers: Observers,
     registry: Any = None,
+    *,
+    jitter: Optional[Callable[[], float]] = None,
+    listener: Optional[Callable[[Transition], None]] = None,
 ) -> Circuits:
     """The circuits of an installation: in this process, shared by equal installations;
     with ``state_url``, each one's state lives in that store, shared by the fleet."""
-    policy = _policy(settings)
+    policy = _policy(settings, jitter)
     url = settings.state_url
     store_key = (url.unredacted(), settings.state_timeout) if url is not None else None
-    key = (settings.name, settings.scope, settings.max_circuits, policy, metrics, clock, store_key)
+    # The policy holds the jitter source, and the user's on_transition callback is in the
+    # key too: circuits report to the observers of the installation that made them, so an
+    # installation with a callback of its own gets circuits of its own.
+    key = (
+        settings.name,
+        settings.scope,
+        settings.max_circuits,
+        policy,
+        metrics,
+        clock,
+        store_key,
+        listener,
+    )
     # Raises ConfigurationError (before anything is registered) without redis-py.
     factory = fleet_breaker_factory(settings, registry=registry, metrics=metrics is not None)
     with _shared_lock:

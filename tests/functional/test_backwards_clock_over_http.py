@@ -54,7 +54,12 @@ def test_a_clock_going_back_while_open_waits_at_most_one_recovery_timeout(s3: Lo
     clock = SettableClock()
     session = s3.session()
     botocore_resilience.install(
-        session, registry=CollectorRegistry(), clock=clock, environ={}, failure_threshold=1
+        session,
+        registry=CollectorRegistry(),
+        clock=clock,
+        environ={},
+        failure_threshold=1,
+        jitter=lambda: 0.0,  # the open period is exactly recovery_timeout
     )
     try:
         client = s3.client(session=session)

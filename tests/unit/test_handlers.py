@@ -145,6 +145,7 @@ def heard() -> Heard:
 
 
 def runtime_with(heard: Observer, clock: FakeClock, **options: Any) -> Runtime:
+    options.setdefault("jitter", lambda: 0.0)  # exact open periods
     runtime = build_runtime({}, registry=CollectorRegistry(), clock=clock, metrics=False, **options)
     # The subscribers are chosen by the factory; a test adds its own beside them.
     runtime.observers = Observers([*runtime.observers.subscribers, ("test", heard)])

@@ -558,7 +558,9 @@ def test_breaker_off_has_no_circuits_but_counts_calls(registry: CollectorRegistr
 def test_the_circuit_rejects_without_sending(registry: CollectorRegistry) -> None:
     session = new_session()
     clock = FakeClock()
-    installation = install(session, registry=registry, environ={}, clock=clock, failure_threshold=1)
+    installation = install(
+        session, registry=registry, environ={}, clock=clock, failure_threshold=1, jitter=lambda: 0.0
+    )
     try:
         client = new_client(session, Config(retries={"mode": "standard", "total_max_attempts": 1}))
         sent: list[str] = []
