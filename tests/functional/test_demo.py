@@ -18,7 +18,6 @@ from typing import Any, Optional
 
 import pytest
 
-from botocore_resilience import demo
 from botocore_resilience.config import ENV_PREFIX
 
 TIMEOUT = 120  # seconds: far above the demo's own bound, so only a hang trips it
@@ -242,36 +241,3 @@ def test_demo_exits_1_when_the_circuit_never_opens() -> None:
     assert "from the environment: BOTOCORE_RESILIENCE_FAILURE_THRESHOLD=1000" in done.stdout
     assert "FAILED: the circuit never opened" in done.stdout
     assert "-> OPEN" not in done.stdout
-
-
-# -- the tally: each call counts for the phase in which it started ---------------------------
-
-
-def test_a_call_counts_for_the_phase_in_which_it_started() -> None:
-    tally = demo.Tally()
-    healthy, storm = demo.PhaseRecord("healthy"), demo.PhaseRecord("storm")
-    tally.begin(healthy)
-    phase = tally.start()  # started while healthy...
-    assert tally.hold(timeout=0) is False  # (a call in flight: not drained)
-    tally.begin(storm)
-    tally.record(phase, "success", 0.01)  # ...and finished in the storm
-    assert healthy.calls == {"success": 1}
-    assert storm.calls == {}
-
-
-def test_phases_change_only_between_calls() -> None:
-    tally = demo.Tally()
-    first, second = demo.PhaseRecord("first"), demo.PhaseRecord("second")
-    tally.begin(first)
-    in_flight = tally.start()
-    assert tally.hold(timeout=0) is False  # holding: waits for the call in flight
-    tally.record(in_flight, "error", 0.5)
-    assert tally.hold(timeout=0) is True  # drained
-
-    # While held, a call cannot start; once the next phase begins it counts for that one.
-    started: list[demo.PhaseRecord] = []
-    caller = threading.Thread(target=lambda: started.append(tally.start()))
-    caller.start()
-    tally.begin(second)
-    caller.join(timeout=TIMEOUT)
-    assert started == [second]
