@@ -23,9 +23,9 @@ returns an async context manager around the coroutine ``AioSession._create_clien
 which does not go through ``botocore.session.Session.create_client``. This module gives
 ``install_global()`` a wrapper for that coroutine (:func:`client_creation_wrapper`).
 
-Supported: aiobotocore 2.5.4 (botocore 1.31.17, the oldest botocore this project
-supports) to 3.x, and the aioboto3 releases built on those (aioboto3 >= 11.3). The
-names used here (``AioSession._create_client`` and its arguments) are the same
+Supported: aiobotocore 2.6.0 (the first on botocore 1.31, the oldest botocore this
+project supports) to 3.x, and the aioboto3 releases built on those (aioboto3 >= 11.3).
+The names used here (``AioSession._create_client`` and its arguments) are the same
 throughout that range.
 """
 
