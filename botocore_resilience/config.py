@@ -255,6 +255,29 @@ def parse_state_url(value: object) -> Optional[StateUrl]:
         raise InvalidValue(str(invalid), shown=shown if shown != value else None) from None
 
 
+_OPERATION = re.compile(r"^[A-Z][A-Za-z0-9]{0,127}$")
+
+
+def parse_operations(value: object) -> str:
+    """Operation names (``"AbortMultipartUpload,DeleteObject"``), or ``none``; normalised to
+    the names joined by commas, each once, in the order given (``""`` for none). A list of
+    names works as a keyword."""
+    accepted = "operation names as botocore spells them, separated by commas (or none)"
+    if isinstance(value, str):
+        names = [] if value.strip().lower() == "none" else value.split(",")
+    elif isinstance(value, (list, tuple, set, frozenset)):
+        names = list(value)
+    else:
+        raise InvalidValue(accepted)
+    kept: list[str] = []
+    for name in names:
+        if not isinstance(name, str) or not _OPERATION.match(name.strip()):
+            raise InvalidValue(accepted)
+        if name.strip() not in kept:
+            kept.append(name.strip())
+    return ",".join(kept)
+
+
 def _setting(default: Any, parse: Callable[[object], Any], help: str) -> Any:
     """A field of :class:`Settings`: its default, its parser and one line of help."""
     return field(default=default, metadata={"parse": parse, "help": help})
@@ -309,6 +332,11 @@ class Settings:
     )
     max_circuits: int = _setting(
         1000, parse_count, "most circuits kept; beyond, idle closed ones are evicted"
+    )
+    exempt_operations: str = _setting(
+        "AbortMultipartUpload",
+        parse_operations,
+        "operations an open circuit lets through (cleanup), comma-separated, or none",
     )
     metrics: MetricsMode = _setting(  # noqa: RUF009 (returns a dataclasses.field)
         "prometheus", parse_metrics, "prometheus (what on means), otel (OpenTelemetry) or off"

@@ -155,7 +155,16 @@ class EventHandlers:
         if circuits is not None:
             breaker = circuits.breaker_for(service, context.get("client_region"), operation, bucket)
             admitted = breaker.admit()
-            if not isinstance(admitted, Permit):
+            if isinstance(admitted, Permit):
+                permit = admitted
+                if permit.probe_id:
+                    _tie_probe_to_call(breaker, permit, context)
+            elif operation in runtime.exempt:
+                # Cleanup (AbortMultipartUpload, ...) goes through an open circuit: rejecting
+                # it would leave behind what a failed operation began. Counted like any call
+                # in the metrics; the open circuit does not hear of it (it is no probe).
+                breaker = None
+            else:
                 observers = runtime.observers
                 try:  # may raise: see Observers.call_finished
                     observers.call_finished(service, operation, bucket, CIRCUIT_OPEN, None)
@@ -167,9 +176,6 @@ class EventHandlers:
                     operation=operation,
                     retry_after=admitted,
                 )
-            permit = admitted
-            if permit.probe_id:
-                _tie_probe_to_call(breaker, permit, context)
         # runtime.now and the call_finished below are attributes holding functions, not
         # methods: read first, then called, they skip a lookup that Python's method-call
         # path cannot specialise for them (about 20 ns each on 3.11).

@@ -53,6 +53,7 @@ class Runtime:
         "circuits",
         "clock",
         "environ",
+        "exempt",
         "gap_filler",
         "jitter",
         "metrics",
@@ -85,6 +86,8 @@ class Runtime:
         self.circuits = circuits
         """``None`` with ``breaker=off``."""
         self.gap_filler = GapFiller(jitter)
+        self.exempt = frozenset(filter(None, settings.exempt_operations.split(",")))
+        """Operations an open circuit lets through (docs/how-to/critical-and-best-effort.md)."""
 
     def __repr__(self) -> str:
         return f"Runtime({self.settings!r})"

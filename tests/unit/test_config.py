@@ -186,6 +186,23 @@ CASES: dict[str, Cases] = {
     "success_threshold": Cases(_COUNT_GOOD_ENV, _COUNT_BAD_ENV, _COUNT_GOOD_KW, _COUNT_BAD_KW),
     "half_open_max_calls": Cases(_COUNT_GOOD_ENV, _COUNT_BAD_ENV, _COUNT_GOOD_KW, _COUNT_BAD_KW),
     "max_circuits": Cases(_COUNT_GOOD_ENV, _COUNT_BAD_ENV, _COUNT_GOOD_KW, _COUNT_BAD_KW),
+    # Operation names as botocore spells them, comma-separated; "none" for no exemption.
+    "exempt_operations": Cases(
+        [
+            ("AbortMultipartUpload", "AbortMultipartUpload"),
+            (" AbortMultipartUpload , DeleteObject ", "AbortMultipartUpload,DeleteObject"),
+            ("DeleteObject,DeleteObject", "DeleteObject"),
+            ("none", ""),
+            ("NONE", ""),
+        ],
+        ["abortMultipartUpload", "Abort-Multipart", "A,,B", "A;B", "1Upload", "Abort Upload"],
+        [
+            (["AbortMultipartUpload", "DeleteObject"], "AbortMultipartUpload,DeleteObject"),
+            ((), ""),
+            ("none", ""),
+        ],
+        [None, 1, True, [1], ["bad name"], "x"],
+    ),
     # A percentage, fractional or whole: 0 < p <= 100.
     "failure_rate": Cases(
         [("50", 50.0), ("12.5", 12.5), ("100", 100.0), (" 0.1 ", 0.1), ("1e1", 10.0)],
@@ -334,6 +351,7 @@ def test_the_contract_defaults() -> None:
         "slow_call_duration": None,
         "recovery_timeout_max": None,
         "max_circuits": 1000,
+        "exempt_operations": "AbortMultipartUpload",
         "metrics": "prometheus",
         "metrics_namespace": "botocore",
         "metrics_port": None,
