@@ -616,7 +616,18 @@ def test_installations_with_different_listeners_do_not_share_circuits() -> None:
 # -- races -------------------------------------------------------------------------------------
 
 
-def test_many_threads_recording_while_the_window_rolls_lose_no_call() -> None:
+@pytest.fixture
+def switch_often() -> Any:
+    """Threads switch every microsecond: a read-modify-write left unlocked loses counts."""
+    import sys
+
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    yield
+    sys.setswitchinterval(before)
+
+
+def test_many_threads_recording_while_the_window_rolls_lose_no_call(switch_often: None) -> None:
     window = RateWindow(100.0)
     clock = FakeClock()
     threads, per_thread = 8, 4000
@@ -641,7 +652,9 @@ def test_many_threads_recording_while_the_window_rolls_lose_no_call() -> None:
     assert (calls, failures) == (threads * per_thread, threads * per_thread // 4)
 
 
-def test_the_totals_stay_the_sum_of_the_buckets_while_time_runs_past_the_window() -> None:
+def test_the_totals_stay_the_sum_of_the_buckets_while_time_runs_past_the_window(
+    switch_often: None,
+) -> None:
     window = RateWindow(1.0)
     clock = FakeClock()
     stop = threading.Event()
@@ -664,7 +677,7 @@ def test_the_totals_stay_the_sum_of_the_buckets_while_time_runs_past_the_window(
     assert calls == sum(window._calls) == failures == sum(window._failures)
 
 
-def test_racing_failures_open_the_circuit_by_rate_exactly_once() -> None:
+def test_racing_failures_open_the_circuit_by_rate_exactly_once(switch_often: None) -> None:
     breaker, _clock, recorder = rated(minimum_calls=50)
     threads = 8
     start = threading.Barrier(threads)
