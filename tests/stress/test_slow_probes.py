@@ -17,6 +17,7 @@ import threading
 from collections import Counter
 
 import pytest
+from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from botocore_resilience import CircuitBreakerOpen, CircuitState
@@ -63,6 +64,9 @@ def test_slow_probes_under_64_threads_never_exceed_the_limit_at_the_server(
         recovery_timeout=RECOVERY_TIMEOUT,
         success_threshold=1000,  # stays half-open: every request the server sees is a probe
         max_attempts=1,  # one request per probe: a fault fails the probe, not an attempt
+        # A generous lease (1 x (60 + 900 + 25) s of clock time), far beyond what the threads'
+        # reads make the clock run on a busy machine: only the slot rules are under test.
+        config=Config(read_timeout=900),
     )
     bucket = s3.create_bucket()
     s3.inject(SLOW_DOWN, times=None)
