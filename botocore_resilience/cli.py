@@ -138,12 +138,28 @@ def _config(
 
 
 def _add_demo(commands: Any) -> None:
+    from .demo.scenario import SCENARIOS
+
     demo = commands.add_parser(
         "demo",
         help="watch a local S3 go down and come back, with the circuit opening and closing",
         description="Start a local S3 (moto), install the plugin, drive a steady workload "
         "through healthy -> 503 SlowDown storm -> connection refused -> recovery, and print "
         "what happened. Needs the demo extra: pip install 'botocore-resilience[demo]'.",
+    )
+    demo.add_argument(
+        "--scenario",
+        choices=sorted(SCENARIOS),
+        default="outage",
+        help="outage (default): S3 goes down and comes back; partial: 30%% of calls fail, "
+        "counted without and with failure_rate",
+    )
+    demo.add_argument(
+        "--fleet",
+        type=_argument(parse_count),
+        metavar="N",
+        help="N worker processes against the same S3, each on its own and then sharing "
+        "circuits through a local redis-server (needs redis-server and redis-py)",
     )
     demo.add_argument(
         "--fast", action="store_true", help="half the phase lengths (same as --duration-scale 0.5)"
@@ -206,6 +222,8 @@ def _demo(
         metrics_port=args.metrics_port,
         metrics_addr=args.metrics_addr,
         color=None if args.color == "auto" else args.color == "always",
+        scenario=args.scenario,
+        fleet=args.fleet,
     )
     return run(options, stdout=stdout, stderr=stderr, environ=environ)
 

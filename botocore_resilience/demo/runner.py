@@ -190,7 +190,7 @@ class _RunPlayer:
         attempts = int(retries.get("total_max_attempts", self.options.max_attempts))
         if first:
             self._header(bucket, workers)
-        self._run_header(installation, client, attempts, serving)
+        self._run_header(installation, client, attempts, serving, first)
         workload = Workload(
             client,
             bucket,
@@ -253,7 +253,7 @@ class _RunPlayer:
             out(f"  story     {line}")
 
     def _run_header(
-        self, installation: Installation, client: Any, attempts: int, serving: bool
+        self, installation: Installation, client: Any, attempts: int, serving: bool, first: bool
     ) -> None:
         settings, options, out = installation.settings, self.options, self.console.print
         mode = (client.meta.config.retries or {}).get("mode", "legacy")
@@ -293,6 +293,9 @@ class _RunPlayer:
         for env, why in IGNORED.items():
             if self.environ.get(env, "").strip():
                 out(f"{indent}ignored: {env}={self.environ[env]} ({why})")
+        if not first:  # the same client, retries and metrics as the first run
+            self._table_header()
+            return
         out(
             f"  retries   botocore {mode} mode, {attempts} attempts per call, with real "
             "jittered backoff (random,"
@@ -310,6 +313,10 @@ class _RunPlayer:
             out(f"  metrics   could not serve /metrics on port {options.metrics_port} (see above)")
         else:
             out("  metrics   a private registry, shown at the end (--metrics-port PORT serves it)")
+        self._table_header()
+
+    def _table_header(self) -> None:
+        out = self.console.print
         out()
         out("  Every second: calls finished by result, retries made, requests that reached S3.")
         out()

@@ -14,6 +14,7 @@ begins, and how long it lasts. Adding a scenario is one function here and one en
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
@@ -172,7 +173,7 @@ PARTIAL_RATE = 20.0
 """The ``failure_rate`` of the second run: below the 30 % that fail, well above zero."""
 
 
-def _partial_phases(stage: Stage) -> list[Phase]:
+def _partial_phases(stage: Stage, *, until_open: bool) -> list[Phase]:
     from ..testing import SLOW_DOWN
 
     s3 = stage.s3
@@ -182,22 +183,27 @@ def _partial_phases(stage: Stage) -> list[Phase]:
             s3.inject(SLOW_DOWN, times=None, key=key)
 
     return [
-        _healthy(stage, 2.0),
+        _healthy(stage, 1.0),
         Phase(
             "partial outage: 30% fail",
             f"partial outage: {len(FAILING_KEYS)} keys in {len(KEYS)} answer 503 SlowDown "
             "(30% of calls fail, never two in a row on one thread)",
             enter=partial_outage,
-            minimum=8.0 * stage.scale,
-            done=lambda: True,
-            cap=8.0 * stage.scale,
+            # Long enough for the healthy phase's calls to leave the rate's window, and
+            # for the circuit that opens to fail fast for a while before S3 recovers.
+            minimum=max(6.0, 8.0 * stage.scale),
+            done=stage.has_opened if until_open else lambda: True,
+            cap=_cap(stage, 8.0, 16.0, 12.0),
         ),
         _recovery(stage, "recovery: every key answers again, faults cleared"),
     ]
 
 
 def _rate_settings(scale: float) -> Mapping[str, Any]:
-    return {"failure_rate": PARTIAL_RATE, "window": max(4.0, 10.0 * scale), "minimum_calls": 10}
+    # A short window: the healthy phase's calls leave it soon, and it still holds more
+    # than minimum_calls of the partial outage's calls (about 8 a second).
+    del scale  # the same window at every scale
+    return {"failure_rate": PARTIAL_RATE, "window": 4.0, "minimum_calls": 10}
 
 
 PARTIAL = Scenario(
@@ -212,14 +218,14 @@ PARTIAL = Scenario(
     (
         Run(
             "run 1: consecutive failures only",
-            _partial_phases,
+            functools.partial(_partial_phases, until_open=False),
             expect_open=False,
             ok="as expected: consecutive counting never opened the circuit; every failed call "
             "paid its full retries",
         ),
         Run(
             f"run 2: with failure_rate={PARTIAL_RATE:g}",
-            _partial_phases,
+            functools.partial(_partial_phases, until_open=True),
             expect_open=True,
             ok="as expected: the failure rate opened the circuit, which failed fast, probed, "
             "and closed once S3 was whole again",

@@ -241,3 +241,45 @@ def test_demo_exits_1_when_the_circuit_never_opens() -> None:
     assert "from the environment: BOTOCORE_RESILIENCE_FAILURE_THRESHOLD=1000" in done.stdout
     assert "FAILED: the circuit never opened" in done.stdout
     assert "-> OPEN" not in done.stdout
+
+
+# -- scenarios ---------------------------------------------------------------------------------
+
+
+def side_by_side(out: str) -> dict[str, dict[str, int]]:
+    """The runs' comparison table: ``{run title: {success, ..., opened}}``."""
+    lines = out.splitlines()
+    start = lines.index("The runs side by side")
+    header = lines[start + 1].split()
+    assert header == ["run", "success", "error", "circuit_open", "retries", "sent", "opened"]
+    table = {}
+    for line in lines[start + 2 :]:
+        match = re.match(r"\s+(run \d: .+?)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)$", line)
+        if not match:
+            break
+        title, *counts = match.groups()
+        table[title] = dict(zip(header[1:], map(int, counts)))
+    return table
+
+
+def test_a_partial_outage_opens_the_circuit_only_with_a_failure_rate() -> None:
+    done = run_demo("--scenario", "partial", "--fast")
+    out = done.stdout
+    assert done.returncode == 0, out + done.stderr
+    runs = side_by_side(out)
+    consecutive, rate = (
+        runs["run 1: consecutive failures only"],
+        runs["run 2: with failure_rate=20"],
+    )
+    # Consecutive counting: 30% of calls failed, and the circuit never opened.
+    assert consecutive["error"] > 0
+    assert consecutive["opened"] == consecutive["circuit_open"] == 0
+    # The failure rate: it opened, rejected calls, and closed again once S3 was whole.
+    assert rate["opened"] >= 1
+    assert rate["circuit_open"] > 0
+    run_2 = out[out.index("==== run 2") :]
+    assert re.search(r"CLOSED -> OPEN: failure rate [\d.]+% of \d+ calls", run_2), run_2
+    assert "OPEN -> HALF_OPEN: letting a probe through" in run_2
+    assert "HALF_OPEN -> CLOSED: 2 successful probes" in run_2
+    assert "-> OPEN" not in out[: out.index("==== run 2")]
+    assert "OK: the same partial outage never opened" in out

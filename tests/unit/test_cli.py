@@ -221,6 +221,8 @@ def test_format_value(value: Any, text: str) -> None:
             ["--metrics-port", "9464", "--metrics-addr", "0.0.0.0", "--color", "always"],
             demo.DemoOptions(metrics_port=9464, metrics_addr="0.0.0.0", color=True),
         ),
+        (["--scenario", "partial"], demo.DemoOptions(scenario="partial")),
+        (["--fleet", "3", "--fast"], demo.DemoOptions(fleet=3, duration_scale=0.5)),
     ],
 )
 def test_demo_flags_become_options(
