@@ -227,6 +227,8 @@ class GapFiller:
         retries = getattr(context.request_context.get("client_config"), "retries", None) or {}
         if retries.get("mode") not in ("standard", "adaptive"):
             return None  # legacy has its own table, which the user chose: left as it is
+        if context.operation_model is None:
+            return None  # not a call botocore made (it always names the operation)
         service = context.operation_model.service_model.service_id.hyphenize()
         if context.attempt_number >= max_attempts_of(retries, service):
             return None

@@ -223,6 +223,12 @@ def test_no_delay_without_a_client_config() -> None:
     assert GapFiller(lambda: 0.5).delay(context(408, request_context={})) is None
 
 
+def test_no_delay_without_an_operation() -> None:
+    anonymous = context(408)
+    anonymous.operation_model = None
+    assert GapFiller(lambda: 0.5).delay(anonymous) is None
+
+
 # -- the wait: botocore's own backoff ----------------------------------------------------------
 
 
