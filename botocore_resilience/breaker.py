@@ -94,7 +94,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Callable, Optional, Union
 
-from .clock import MONOTONIC, Clock
+from .clock import MONOTONIC, Clock, reader_of
 from .config import Settings
 from .local_state import LocalState
 from .state import MIN_RETRY_AFTER, CircuitState, Permit, StateBackend, View
@@ -301,6 +301,7 @@ class CircuitBreaker:
             # Chosen once, here: without a failure rate, record() stays the method that
             # returns on a healthy success before counting anything.
             self._window = RateWindow(policy.window)
+            self._now = reader_of(clock)  # time.monotonic itself for the default clock
             self.record = self._record_in_window  # type: ignore[method-assign]
         self._backend: StateBackend = (backend or LocalState)(name, clock, _Mirror(self))
 
@@ -425,7 +426,7 @@ class CircuitBreaker:
             return
         window = self._window
         assert window is not None  # this method is chosen only with a window
-        calls, failures = window.record(self._clock.monotonic(), failed)
+        calls, failures = window.record(self._now(), failed)
         policy = self._policy
         backend = self._backend
         seq, reopenings = permit.generation, 0
