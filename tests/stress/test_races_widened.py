@@ -40,6 +40,10 @@ pytestmark = [pytest.mark.stress, pytest.mark.timeout(120)]
 THREADS = 48
 
 
+def no_jitter() -> float:
+    return 0.0  # exact open periods: each cycle advances the clock by recovery_timeout
+
+
 def _yield() -> None:
     time.sleep(0)  # gives the GIL away; with a tiny switch interval another thread takes it
 
@@ -128,7 +132,7 @@ class Transitions:
 def test_widened_acquire_never_grants_more_probes_than_allowed(max_calls: int) -> None:
     clock = YieldingClock()
     transitions = Transitions()
-    policy = BreakerPolicy(failure_threshold=1, half_open_max_calls=max_calls)
+    policy = BreakerPolicy(failure_threshold=1, half_open_max_calls=max_calls, jitter=no_jitter)
     breaker = CircuitBreaker("s3/us-east-1", policy, clock, transitions)
     breaker.record(breaker.acquire(), Outcome.FAILURE)
     for cycle in range(20):
@@ -153,7 +157,7 @@ def test_widened_probes_of_failed_periods_never_exceed_the_limit(max_calls: int)
     """Probes still out from failed half-open periods hold their slots in the next: the
     probes in flight, across every period, never exceed ``half_open_max_calls``."""
     clock = YieldingClock()
-    policy = BreakerPolicy(failure_threshold=1, half_open_max_calls=max_calls)
+    policy = BreakerPolicy(failure_threshold=1, half_open_max_calls=max_calls, jitter=no_jitter)
     breaker = CircuitBreaker("s3/us-east-1", policy, clock)
     breaker.record(breaker.acquire(), Outcome.FAILURE)
     out: list[Permit] = []  # probes in flight, whatever period admitted them
@@ -188,7 +192,7 @@ class WidenedState(LocalState):
 
 
 def widened_breaker(threshold: int, transitions: Transitions) -> CircuitBreaker:
-    policy = BreakerPolicy(failure_threshold=threshold)
+    policy = BreakerPolicy(failure_threshold=threshold, jitter=no_jitter)
     return CircuitBreaker("s3/us-east-1", policy, YieldingClock(), transitions, WidenedState)
 
 
@@ -237,7 +241,8 @@ def test_a_probe_holding_the_lock_keeps_every_other_thread_out(
     """A handshake, not a hope: the first thread to take a probe waits, lock held, until
     every other thread has arrived at ``acquire``; they must all be refused afterwards."""
     clock = FakeClock()
-    breaker = CircuitBreaker("s3/us-east-1", BreakerPolicy(failure_threshold=1), clock)
+    policy = BreakerPolicy(failure_threshold=1, jitter=no_jitter)
+    breaker = CircuitBreaker("s3/us-east-1", policy, clock)
     breaker.record(breaker.acquire(), Outcome.FAILURE)
     clock.advance(60)
 
