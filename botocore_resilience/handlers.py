@@ -23,6 +23,7 @@ from typing import Any, Optional
 
 from botocore.retries.standard import RetryContext
 
+from .bodies import watch_body
 from .breaker import SLOW_CAUSE, CircuitBreaker, Outcome, Permit
 from .classification import describe_attempt, error_code, judge_exception, judge_response
 from .errors import CircuitBreakerOpen
@@ -268,8 +269,10 @@ class EventHandlers:
             status = http_response.status_code
             if status < 300 and not (parsed and parsed.get("Error")):
                 # The common case, judged without the general path: a 2xx without an
-                # error code is a success, and a success's cause is never used.
-                self._finish(runtime, call, _SUCCESS, "", SUCCESS)
+                # error code is a success, and a success's cause is never used. A streaming
+                # body (GetObject) has the last word: see bodies.py.
+                body = parsed.get("Body") if parsed else None
+                self._finish(runtime, call, _SUCCESS, "", SUCCESS, body)
             else:
                 code = error_code(parsed)
                 self._finish(
@@ -305,7 +308,14 @@ class EventHandlers:
             log_internal_error("after-call-error")
 
     @staticmethod
-    def _finish(runtime: Runtime, call: _Call, outcome: Outcome, cause: str, result: str) -> None:
+    def _finish(
+        runtime: Runtime,
+        call: _Call,
+        outcome: Outcome,
+        cause: str,
+        result: str,
+        body: Any = None,
+    ) -> None:
         # A call that never reached the transport has no duration sample.
         # An injected clock that goes back must not give a negative duration.
         if call.sent:
@@ -323,6 +333,8 @@ class EventHandlers:
                 # caller saw (docs/explanation/failure-rate-and-slow-calls.md).
                 outcome = _FAILURE
                 cause = _slow_cause(duration, slow, cause)
+            elif body is not None:
+                outcome = watch_body(body, breaker, call.permit)
             breaker.record(call.permit, outcome, cause)
         observers = runtime.observers
         call_finished = observers.call_finished

@@ -194,3 +194,13 @@ def test_s3_requests_name_bucket_and_key() -> None:
     request = describe("get", "/b/dir/k", "")
     assert (request.method, request.bucket, request.key) == ("GET", "b", "dir/k")
     assert describe("GET", "/", "").bucket is None
+
+
+def test_body_fault_values() -> None:
+    from botocore_resilience.testing import DROPPED_BODY, STALLED_BODY, BodyFault
+
+    assert (STALLED_BODY.kind, DROPPED_BODY.kind) == ("stall", "drop")
+    assert BodyFault("drop", after=10).after == 10
+    for bad in ({"kind": "hang"}, {"after": -1}, {"after": True}, {"seconds": -1.0}):
+        with pytest.raises(ValueError):
+            BodyFault(**bad)  # type: ignore[arg-type]
