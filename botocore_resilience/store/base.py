@@ -121,6 +121,10 @@ class StateStore(Protocol):
         """Free the probe slot ``token`` soon, without waiting (safe from a finaliser)."""
         ...
 
+    def submit(self, task: Callable[[], None]) -> None:
+        """Run ``task`` soon on the store's own thread, without waiting."""
+        ...
+
     def force(self, circuit: str, state: str, cause: str) -> FleetState: ...
 
     def watch(self, circuit: str, watcher: StoreWatcher, on_rejoin: Callable[[], None]) -> None:

@@ -18,6 +18,13 @@ cheap:
   (as the store reported it) has run out; while every probe slot is taken, until the
   first lease ends or a slot is freed (both are published).
 
+On an asyncio event loop (aiobotocore) nothing here waits on the network: every store
+operation is handed to the store's own thread. Outcomes reach the store a moment later;
+the first use reads the fleet state in the background (the first calls are judged by
+this process meanwhile); and a probe slot is reserved in the background, then taken by
+the next call of this process (the calls before it are rejected, as the circuit is not
+closed).
+
 When the store cannot be used (down, slower than ``state_timeout``, answering errors),
 every decision falls to a plain in-process :class:`CircuitBreaker` of the same name and
 policy: the process goes on judging calls by what it sees itself, and a fresh one takes
@@ -33,6 +40,7 @@ import os
 import random
 import secrets
 import threading
+from asyncio.events import _get_running_loop
 from typing import Callable, Optional, Union
 
 from ..breaker import BreakerPolicy, CircuitBreaker, CircuitState, Outcome, Permit, Transition
@@ -111,6 +119,12 @@ class FleetBreaker:
         self._slots_free_at = 0.0
         self._closed_permit: Optional[Permit] = None
         self._probe_ids = itertools.count(1)
+        # Event-loop callers (see the module docstring): a load or a probe reservation under
+        # way on the store's thread, and a probe slot reserved for this process's next call.
+        self._loading = False
+        self._reserving = False
+        self._reserved: Optional[Permit] = None
+        self._pending = 0  # failures handed to the store's thread, not yet answered
         self._tokens = _token_prefix()
         self._pid = os.getpid()
         store.watch(name, self._on_published, self._on_rejoin)
@@ -170,7 +184,11 @@ class FleetBreaker:
         store = self._store
         if not store.available:
             return self._local_admit()
+        on_loop = _get_running_loop() is not None
         if not self._loaded or self._pid != os.getpid():
+            if on_loop:
+                self._load_in_background()
+                return self._local_admit()
             if not self._load():
                 return self._local_admit()
             permit = self._closed_permit
@@ -184,6 +202,8 @@ class FleetBreaker:
                 return max(self._open_until - now, _MIN_RETRY_AFTER)
         elif self._state is CircuitState.HALF_OPEN and now < self._slots_free_at:
             return max(self._slots_free_at - now, _MIN_RETRY_AFTER)
+        if on_loop:
+            return self._reserved_probe()
         probe_id = next(self._probe_ids)
         try:
             fleet = store.probe(
@@ -204,6 +224,52 @@ class FleetBreaker:
             return _FORCED_RETRY_AFTER
         return max(fleet.remaining, fleet.wait, _MIN_RETRY_AFTER)
 
+    def _load_in_background(self) -> None:
+        """Read the fleet state on the store's thread (one read under way at a time)."""
+        if self._loading:
+            return
+        self._loading = True
+
+        def load() -> None:
+            try:
+                self._load()
+            finally:
+                self._loading = False
+
+        self._store.submit(load)
+
+    def _reserved_probe(self) -> Union[Permit, float]:
+        # On an event loop: take the slot reserved in the background, or ask for one.
+        with self._lock:
+            permit, self._reserved = self._reserved, None
+        if permit is not None and permit.generation == self._seq:
+            return permit
+        if permit is not None:  # reserved in a period that is over: give the slot back
+            self._abandon(permit)
+        if not self._reserving:
+            self._reserving = True
+            self._store.submit(self._reserve)
+        return _MIN_RETRY_AFTER
+
+    def _reserve(self) -> None:
+        try:
+            probe_id = next(self._probe_ids)
+            try:
+                fleet = self._store.probe(
+                    self._name,
+                    self._policy.half_open_max_calls,
+                    self._policy.lease,
+                    self._token(probe_id),
+                )
+            except StoreUnavailable:
+                return
+            self._apply(fleet)
+            if fleet.granted:
+                with self._lock:
+                    self._reserved = FleetPermit(fleet.seq, probe_id)
+        finally:
+            self._reserving = False
+
     def record(self, permit: Optional[Permit], outcome: Outcome, cause: str = "") -> None:
         """Report how the call made under ``permit`` ended. Stale permits change no state."""
         if permit is None:
@@ -220,12 +286,53 @@ class FleetBreaker:
             return
         else:
             permit.done = True
+        if _get_running_loop() is not None:
+            self._report_in_background(permit, outcome, cause)
+            return
+        self._report(permit, outcome, cause)
+
+    def _report_in_background(self, permit: Permit, outcome: Outcome, cause: str) -> None:
+        # The store hears of it a moment later; meanwhile the mirror counts it as pending,
+        # so that the failure that reaches failure_threshold rejects this process's very
+        # next call (the store's reply, or its message, then confirms or corrects it).
+        transition: Optional[Transition] = None
+        counted = outcome is _FAILURE and not permit.probe_id
+        if counted:
+            with self._lock:
+                self._pending += 1
+                total = self._failures + self._pending
+                if self._state is CircuitState.CLOSED and total >= self._policy.failure_threshold:
+                    transition = self._open_provisionally(cause, total)
+            if transition is not None and self._observer is not None:
+                self._observer(transition)
+
+        def report() -> None:
+            self._report(permit, outcome, cause, pending=counted)
+
+        self._store.submit(report)
+
+    def _open_provisionally(self, cause: str, failures: int) -> Transition:
+        self._state = CircuitState.OPEN
+        self._closed_permit = None
+        self._open_until = self._clock.monotonic() + self._policy.recovery_timeout
+        self._changes += 1
+        return Transition(
+            self._name, CircuitState.CLOSED, CircuitState.OPEN, self._seq + 1, failures, cause
+        )
+
+    def _report(self, permit: Permit, outcome: Outcome, cause: str, pending: bool = False) -> None:
+        unavailable = False
+        fleet: Optional[FleetState] = None
         try:
             fleet = self._send(permit, outcome, cause)
         except StoreUnavailable:
+            unavailable = True
+        if pending:
+            with self._lock:
+                self._pending -= 1
+        if unavailable:
             self._judge_locally(outcome, cause)
-            return
-        if fleet is not None:
+        elif fleet is not None:
             self._apply(fleet)
 
     def _send(self, permit: Permit, outcome: Outcome, cause: str) -> Optional[FleetState]:
@@ -276,9 +383,16 @@ class FleetBreaker:
                 setter(permit, seconds)
             return
         if permit.probe_id and not permit.done:
-            # Store down: the lease taken at admission stands.
-            with contextlib.suppress(StoreUnavailable):
-                self._store.lease(self._name, self._token(permit.probe_id), seconds)
+            token = self._token(permit.probe_id)
+            if _get_running_loop() is not None:
+                self._store.submit(lambda: self._lease(token, seconds))
+            else:
+                self._lease(token, seconds)
+
+    def _lease(self, token: str, seconds: float) -> None:
+        # Store down: the lease taken at admission stands.
+        with contextlib.suppress(StoreUnavailable):
+            self._store.lease(self._name, token, seconds)
 
     def probe_guard(self, permit: Permit) -> object:
         """Frees ``permit``'s probe slot (in the fleet) when collected, unless its outcome came."""
@@ -313,6 +427,12 @@ class FleetBreaker:
         self._force("open", "forced")
 
     def _force(self, state: str, cause: str) -> None:
+        if _get_running_loop() is not None:
+            self._store.submit(lambda: self._force_now(state, cause))
+            return
+        self._force_now(state, cause)
+
+    def _force_now(self, state: str, cause: str) -> None:
         try:
             fleet = self._store.force(self._name, state, cause)
         except StoreUnavailable:

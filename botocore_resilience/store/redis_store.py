@@ -126,9 +126,15 @@ class RedisStateStore:
         self._thread: Optional[threading.Thread] = None
         self._pid = os.getpid()
         self._wake = threading.Event()
-        self._releases: deque[tuple[str, str]] = deque()
+        self._tasks: deque[Callable[[], None]] = deque()
+        self._has_tasks = threading.Event()
+        self._worker: Optional[threading.Thread] = None
         _stores.add(self)
         self._on_up(True)
+        # Started now, at install: starting a thread waits for it, and the first store
+        # operation may come from an asyncio event loop, which must never wait.
+        self._ensure_thread()
+        self._ensure_worker()
 
     # -- the operations ----------------------------------------------------------------
 
@@ -186,19 +192,41 @@ class RedisStateStore:
     def release_later(self, circuit: str, token: str) -> None:
         """Free a probe slot whose call ended unheard, from the background thread: this is
         called from finalisers, which may run in any thread, even inside a lock."""
-        self._releases.append((circuit, token))
-        self._wake.set()
+        self.submit(lambda: self._release(circuit, token))
 
-    def _release_pending(self) -> None:
-        while self._releases and self._up:
-            try:
-                circuit, token = self._releases.popleft()
-            except IndexError:
-                return
-            try:
-                self._run(circuit, "release", token)
-            except StoreUnavailable:
-                return  # the lease frees it in the store
+    def _release(self, circuit: str, token: str) -> None:
+        with contextlib.suppress(StoreUnavailable):  # else its lease frees it in the store
+            self._run(circuit, "release", token)
+
+    def submit(self, task: Callable[[], None]) -> None:
+        """Run ``task`` soon on a thread of the store's own: for callers that must not wait
+        on the network (an asyncio event loop, a finaliser). Never blocks."""
+        self._tasks.append(task)
+        self._ensure_worker()
+        self._has_tasks.set()
+
+    def _ensure_worker(self) -> None:
+        if self._pid != os.getpid():
+            self._after_fork()
+        if self._worker is None and not self._closed:
+            with self._lock:
+                if self._worker is None:
+                    self._worker = threading.Thread(
+                        target=self._work, name="botocore-resilience-store-tasks", daemon=True
+                    )
+                    self._worker.start()
+
+    def _work(self) -> None:
+        pid = os.getpid()
+        while not self._closed and self._pid == pid:
+            self._has_tasks.wait()
+            self._has_tasks.clear()
+            while self._tasks:
+                try:
+                    task = self._tasks.popleft()
+                except IndexError:
+                    break
+                _safely(task)
 
     def force(self, circuit: str, state: str, cause: str) -> FleetState:
         if state not in ("open", "closed"):
@@ -348,7 +376,9 @@ class RedisStateStore:
         # The parent's thread does not exist here, and its lock may have been held by it.
         self._lock = threading.Lock()
         self._wake = threading.Event()
+        self._has_tasks = threading.Event()
         self._thread = None
+        self._worker = None
         self._pid = os.getpid()
 
     def _serve(self) -> None:
@@ -376,7 +406,6 @@ class RedisStateStore:
                 self._came_back()
                 # Anything published before the subscription was made is read again.
                 self._rejoin_all()
-            self._release_pending()
             try:
                 message = pubsub.get_message(timeout=_POLL)
             except Exception as error:
@@ -396,6 +425,7 @@ class RedisStateStore:
         """Stop the thread and drop the connections."""
         self._closed = True
         self._wake.set()
+        self._has_tasks.set()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=2 * _POLL + self._timeout)

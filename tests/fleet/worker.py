@@ -78,7 +78,11 @@ def main() -> None:
         from botocore_resilience import runtime
 
         policy_of = runtime._policy
-        runtime._policy = lambda s: dataclasses.replace(policy_of(s), probe_lease=lease)  # type: ignore[assignment]
+
+        def with_lease(*args: Any, **kwargs: Any) -> Any:
+            return dataclasses.replace(policy_of(*args, **kwargs), probe_lease=lease)
+
+        runtime._policy = with_lease
 
     registry = CollectorRegistry()
     session = make_session()
