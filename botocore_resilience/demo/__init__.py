@@ -68,6 +68,10 @@ def run(
         print("Install it with: python3 -m pip install 'botocore-resilience[demo]'", file=stderr)
         return 2
     try:
+        if options.fleet is not None:
+            from .fleet import play_fleet
+
+            return play_fleet(options, console, s3, environ, stderr)
         from .runner import play
 
         return play(SCENARIOS[options.scenario], options, console, s3, environ)

@@ -29,7 +29,9 @@ def describe(transition: Transition, failure_threshold: int) -> TransitionSeen:
         detail = f"after {transition.consecutive_failures} consecutive failed calls (last: {cause})"
     else:  # another trigger (a failure rate, a forced opening): its cause says which
         detail = cause
-    return TransitionSeen(transition.circuit_name, transition.from_state.name, to.name, detail)
+    return TransitionSeen(
+        transition.circuit_name, transition.from_state.name, to.name, detail, transition.seq
+    )
 
 
 class LogWatcher(logging.Handler):

@@ -10,9 +10,18 @@ import statistics
 from collections.abc import Sequence
 
 from .console import format_duration
-from .tally import RESULTS, MetricsSnapshot, PhaseRecord, RunRecord
+from .tally import RESULTS, FleetRecord, MetricsSnapshot, PhaseRecord, RunRecord
 
-__all__ = ["Lines", "comparison", "final_metrics", "phase_table", "verdict", "wall_times"]
+__all__ = [
+    "Lines",
+    "comparison",
+    "final_metrics",
+    "fleet_comparison",
+    "fleet_verdict",
+    "phase_table",
+    "verdict",
+    "wall_times",
+]
 
 Lines = list[tuple[str, str]]
 """``(text, style)`` pairs; the style is the console's (``"bold red"``) or empty."""
@@ -131,4 +140,52 @@ def comparison(runs: Sequence[RunRecord]) -> Lines:
         cells = [row[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(row[1:], widths[1:])]
         lines.append(("  " + "  ".join(cells), ""))
     lines.append(("  (opened: times a circuit opened; sent: requests that reached S3)", ""))
+    return lines
+
+
+def fleet_verdict(run: FleetRecord) -> tuple[Lines, bool]:
+    """Whether every process's circuit opened in the outage and was closed at the end."""
+    opened, closed, size = run.processes_opened, run.processes_closed, run.processes
+    if opened == size and closed == size:
+        how = "the fleet's circuit" if run.shared else "its own circuit"
+        return [(f"as expected: every process saw {how} open, and close again", "green")], True
+    lines: Lines = []
+    if opened < size:
+        lines.append(
+            (f"FAILED: {size - opened} of {size} processes never saw it open.", "bold red")
+        )
+    if closed < size:
+        lines.append((f"FAILED: {size - closed} of {size} processes did not close.", "bold red"))
+    return lines, False
+
+
+def fleet_comparison(runs: Sequence[FleetRecord], failure_threshold: int) -> Lines:
+    """The fleet's runs side by side: failed calls in the outage, openings, recovery probes."""
+    header = ("run", "failed calls", "openings", "probes", "closed")
+    rows: list[tuple[str, ...]] = [header]
+    for run in runs:
+        outage = next((p for p in run.phases if p.name.startswith("outage")), None)
+        failed = outage.calls["error"] if outage is not None else 0
+        rows.append(
+            (
+                run.title,
+                str(failed),
+                str(run.openings),
+                str(run.probes.get("recovery", 0)),
+                f"{run.processes_closed}/{run.processes}",
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines: Lines = [("", ""), ("The fleet on its own and sharing one store", "bold")]
+    for row in rows:
+        cells = [row[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(row[1:], widths[1:])]
+        lines.append(("  " + "  ".join(cells), ""))
+    lines += [
+        (
+            f"  (failed calls: calls that failed in the outage, retries and all; a circuit "
+            f"opens after {failure_threshold},",
+            "",
+        ),
+        ("  plus the calls already in flight; probes: sent in the recovery, all processes)", ""),
+    ]
     return lines

@@ -7,7 +7,6 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-import uuid
 from collections import Counter
 from collections.abc import Mapping
 from typing import Any, Optional
@@ -26,7 +25,7 @@ from .events import LogWatcher, watching
 from .options import DemoOptions
 from .scenario import Phase, Run, Scenario
 from .tally import MetricsSnapshot, PhaseRecord, RunRecord, Tally, TransitionSeen
-from .workload import KEYS, OPERATIONS, PAYLOAD, Workload
+from .workload import OPERATIONS, Workload, make_bucket
 
 __all__ = ["IGNORED", "play"]
 
@@ -59,10 +58,7 @@ def play(
             "bold red",
         )
         return 2
-    bucket = s3.create_bucket(f"botocore-resilience-demo-{uuid.uuid4().hex[:8]}")
-    setup = s3.client()  # a session without the plugin: setup is not part of the show
-    for key in KEYS:
-        setup.put_object(Bucket=bucket, Key=key, Body=PAYLOAD)
+    bucket = make_bucket(s3)
     records: list[RunRecord] = []
     passed = True
     for number, run in enumerate(scenario.runs):

@@ -10,7 +10,15 @@ from typing import Optional
 
 from ..observers import RESULTS
 
-__all__ = ["RESULTS", "MetricsSnapshot", "PhaseRecord", "RunRecord", "Tally", "TransitionSeen"]
+__all__ = [
+    "RESULTS",
+    "FleetRecord",
+    "MetricsSnapshot",
+    "PhaseRecord",
+    "RunRecord",
+    "Tally",
+    "TransitionSeen",
+]
 
 
 @dataclass
@@ -38,6 +46,9 @@ class TransitionSeen:
     to_state: str
     detail: str
     """Why: ``after 5 consecutive failed calls (last: 503 SlowDown)``, ``2 successful probes``."""
+    seq: int = 0
+    """The transition's ``seq``: with a state store, every process sees the fleet's
+    transitions under the same ``seq``."""
 
 
 @dataclass(frozen=True)
@@ -77,6 +88,43 @@ class RunRecord:
     @property
     def closed_at_end(self) -> bool:
         return bool(self.final_states) and all(s == "closed" for s in self.final_states.values())
+
+
+@dataclass
+class FleetRecord:
+    """One run of ``demo --fleet N``, once it has ended: the phases' calls summed over
+    the processes, and every transition each process reported."""
+
+    title: str
+    shared: bool
+    """Whether the processes shared their circuits through a store."""
+    processes: int
+    phases: list[PhaseRecord]
+    probes: dict[str, int]
+    """Probes sent by all processes together, by phase name."""
+    transitions: list[tuple[int, TransitionSeen]]
+    """``(process index, transition)``, in the order they were reported."""
+    final_states: dict[int, str]
+    """The state of each process's circuit at the end (``closed``...)."""
+
+    @property
+    def openings(self) -> int:
+        """Distinct openings of a closed circuit: with a store every process reports the
+        fleet's under one ``seq``, so each counts once; without, each process's own."""
+        opened = {
+            (None if self.shared else index, seen.seq)
+            for index, seen in self.transitions
+            if seen.from_state == "CLOSED" and seen.to_state == "OPEN"
+        }
+        return len(opened)
+
+    @property
+    def processes_opened(self) -> int:
+        return len({index for index, seen in self.transitions if seen.to_state == "OPEN"})
+
+    @property
+    def processes_closed(self) -> int:
+        return sum(1 for state in self.final_states.values() if state == "closed")
 
 
 class Tally:

@@ -11,13 +11,14 @@ import itertools
 import random
 import threading
 import time
+import uuid
 from typing import Any, Callable
 
 from ..errors import CircuitBreakerOpen
 from ..observers import CIRCUIT_OPEN, ERROR, SUCCESS
 from .tally import Tally
 
-__all__ = ["KEYS", "OPERATIONS", "PAYLOAD", "Workload", "call"]
+__all__ = ["KEYS", "OPERATIONS", "PAYLOAD", "Workload", "call", "make_bucket"]
 
 OPERATIONS = ("PutObject", "GetObject", "HeadObject")
 KEYS = tuple(f"demo/object-{i}" for i in range(10))
@@ -83,6 +84,16 @@ class Workload:
                 self._on_unexpected(error)
             self._tally.record(phase, result, time.perf_counter() - started)
             next_call = max(next_call + self._interval, time.monotonic())
+
+
+def make_bucket(s3: Any) -> str:
+    """A fresh bucket on ``s3`` holding :data:`KEYS`, made without the plugin (setup is not
+    part of the show)."""
+    bucket: str = s3.create_bucket(f"botocore-resilience-demo-{uuid.uuid4().hex[:8]}")
+    setup = s3.client()
+    for key in KEYS:
+        setup.put_object(Bucket=bucket, Key=key, Body=PAYLOAD)
+    return bucket
 
 
 def call(client: Any, operation: str, bucket: str, key: str) -> None:

@@ -19,6 +19,7 @@ from typing import Any, Optional
 import pytest
 
 from botocore_resilience.config import ENV_PREFIX
+from botocore_resilience.demo import fleet as demo_fleet
 
 TIMEOUT = 120  # seconds: far above the demo's own bound, so only a hang trips it
 PHASES = ["healthy", "outage: 503 SlowDown", "outage: connection refused", "recovery"]
@@ -283,3 +284,51 @@ def test_a_partial_outage_opens_the_circuit_only_with_a_failure_rate() -> None:
     assert "HALF_OPEN -> CLOSED: 2 successful probes" in run_2
     assert "-> OPEN" not in out[: out.index("==== run 2")]
     assert "OK: the same partial outage never opened" in out
+
+
+def fleet_table(out: str) -> dict[str, dict[str, str]]:
+    """The fleet's comparison: ``{run title: {failed calls, openings, probes, closed}}``."""
+    lines = out.splitlines()
+    start = lines.index("The fleet on its own and sharing one store")
+    table = {}
+    for line in lines[start + 2 : start + 4]:
+        match = re.match(r"\s+(\d+ processes .+?)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+/\d+)$", line)
+        assert match, line
+        title, failed, openings, probes, closed = match.groups()
+        table[title] = {"failed": failed, "openings": openings, "probes": probes, "closed": closed}
+    return table
+
+
+@pytest.mark.skipif(
+    demo_fleet.missing_parts() is not None, reason="needs redis-server and redis-py"
+)
+def test_a_fleet_sharing_a_store_opens_once_probes_one_at_a_time_and_closes_together() -> None:
+    size, threshold, success_threshold = 3, 5, 2
+    done = run_demo("--fleet", str(size), "--fast")
+    out = done.stdout
+    assert done.returncode == 0, out + done.stderr
+    table = fleet_table(out)
+    alone = table[f"{size} processes on their own"]
+    shared = table[f"{size} processes sharing redis-server"]
+    # On their own: every process opens its own circuit after its own failed calls, and
+    # probes its own way back.
+    assert alone["openings"] == str(size)
+    assert int(alone["failed"]) >= size * threshold
+    assert alone["probes"] == str(size * success_threshold)
+    # Sharing the store: one opening for the fleet, after threshold failed calls in all
+    # (plus the few already in flight), one probe at a time, closed everywhere together.
+    assert shared["openings"] == "1"
+    assert threshold <= int(shared["failed"]) < int(alone["failed"])
+    assert shared["probes"] == str(success_threshold)
+    assert alone["closed"] == shared["closed"] == f"{size}/{size}"
+    run_2 = out[out.index("sharing redis-server ====") :]
+    closings = re.findall(r"worker (\d)  \w+ -> CLOSED: .*\(fleet seq (\d+)\)", run_2)
+    assert sorted(worker for worker, _ in closings) == [str(i) for i in range(size)]
+    assert len({seq for _, seq in closings}) == 1  # the fleet's one closing, seen by all
+
+
+def test_the_fleet_says_what_it_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("shutil.which", lambda name: None)
+    problem = demo_fleet.missing_parts()
+    assert problem is not None
+    assert "redis-server (Debian/Ubuntu: apt-get install redis-server)" in problem

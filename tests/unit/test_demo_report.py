@@ -9,6 +9,7 @@ from botocore_resilience.breaker import CircuitState, Transition
 from botocore_resilience.demo import report
 from botocore_resilience.demo.events import describe
 from botocore_resilience.demo.tally import (
+    FleetRecord,
     MetricsSnapshot,
     PhaseRecord,
     RunRecord,
@@ -80,7 +81,11 @@ def _transition(
 def test_an_opening_after_consecutive_failures_names_the_count_and_the_last_error() -> None:
     seen = describe(_transition(CircuitState.CLOSED, CircuitState.OPEN, 5, "503 SlowDown"), 5)
     assert seen == TransitionSeen(
-        "s3/us-east-1", "CLOSED", "OPEN", "after 5 consecutive failed calls (last: 503 SlowDown)"
+        "s3/us-east-1",
+        "CLOSED",
+        "OPEN",
+        "after 5 consecutive failed calls (last: 503 SlowDown)",
+        seq=1,
     )
 
 
@@ -226,3 +231,51 @@ def test_the_comparison_puts_runs_side_by_side() -> None:
     ]
     assert rows[3].split() == ["consecutive", "only", "14", "5", "8", "10", "29", "0"]
     assert rows[4].split() == ["with", "failure_rate=20", "14", "5", "8", "10", "29", "2"]
+
+
+# -- the fleet ---------------------------------------------------------------------------------
+
+
+def _seen(from_state: str, to_state: str, seq: int) -> TransitionSeen:
+    return TransitionSeen("s3/us-east-1", from_state, to_state, "", seq)
+
+
+def _fleet(shared: bool, transitions: list[tuple[int, TransitionSeen]]) -> FleetRecord:
+    return FleetRecord(
+        title="shared" if shared else "alone",
+        shared=shared,
+        processes=2,
+        phases=[_phase("healthy", 4, 0, success=4), _phase("outage: 503", 9, 6, error=6)],
+        probes={"recovery": 2 if shared else 4, "outage: 503": 1},
+        transitions=transitions,
+        final_states={0: "closed", 1: "closed"},
+    )
+
+
+def test_with_a_store_the_fleets_opening_counts_once_however_many_processes_saw_it() -> None:
+    shared = _fleet(
+        True,
+        [
+            (0, _seen("CLOSED", "OPEN", 1)),
+            (1, _seen("CLOSED", "OPEN", 1)),
+            (0, _seen("OPEN", "HALF_OPEN", 2)),
+            (0, _seen("HALF_OPEN", "OPEN", 3)),  # a failed probe: no new opening
+        ],
+    )
+    alone = _fleet(False, [(0, _seen("CLOSED", "OPEN", 1)), (1, _seen("CLOSED", "OPEN", 1))])
+    assert (shared.openings, shared.processes_opened) == (1, 2)
+    assert (alone.openings, alone.processes_opened) == (2, 2)
+
+
+def test_the_fleet_comparison_and_verdict() -> None:
+    alone = _fleet(False, [(0, _seen("CLOSED", "OPEN", 1)), (1, _seen("CLOSED", "OPEN", 1))])
+    shared = _fleet(True, [(0, _seen("CLOSED", "OPEN", 7)), (1, _seen("CLOSED", "OPEN", 7))])
+    rows = _texts(report.fleet_comparison([alone, shared], failure_threshold=5))
+    assert rows[2].split() == ["run", "failed", "calls", "openings", "probes", "closed"]
+    assert rows[3].split() == ["alone", "6", "2", "4", "2/2"]
+    assert rows[4].split() == ["shared", "6", "1", "2", "2/2"]
+    assert report.fleet_verdict(shared)[1] is True
+    shared.final_states[1] = "open"
+    lines, passed = report.fleet_verdict(shared)
+    assert not passed
+    assert _texts(lines) == ["FAILED: 1 of 2 processes did not close."]
