@@ -2,10 +2,14 @@
 
 One :class:`CircuitBreaker` guards one circuit (e.g. ``s3/us-east-1``)::
 
-    CLOSED --(failure_threshold consecutive failures)--> OPEN
+    CLOSED --(failure_threshold consecutive failures, or failure_rate over window)--> OPEN
     OPEN --(open period over, next call)--> HALF_OPEN
     HALF_OPEN --(success_threshold good probes)--> CLOSED
-    HALF_OPEN --(any failed probe)--> OPEN
+    HALF_OPEN --(any failed probe)--> OPEN (for twice as long, up to recovery_timeout_max)
+    any --(force_open())--> OPEN, no probe until reset()
+
+Open periods carry up to :data:`JITTER` of random extra, drawn per opening. The users'
+account of the policy: ``docs/explanation/failure-rate-and-slow-calls.md``.
 
 A caller asks for a :class:`Permit` before the protected call (:meth:`CircuitBreaker.admit`)
 and hands it back with the :class:`Outcome` afterwards (:meth:`CircuitBreaker.record`). No
