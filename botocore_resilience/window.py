@@ -28,7 +28,7 @@ that can block. Time is whatever clock the caller reads (the breaker's), passed 
 
 from __future__ import annotations
 
-import threading
+from . import _fork
 
 __all__ = ["BUCKETS", "RateWindow"]
 
@@ -60,7 +60,7 @@ class RateWindow:
         self._total_calls = 0
         self._total_failures = 0
         self._index = _NONE_YET  # the bucket number (time // width) of the newest call
-        self._lock = threading.Lock()
+        self._lock = _fork.new_lock()  # released in a forked child (see _fork)
 
     @property
     def seconds(self) -> float:
