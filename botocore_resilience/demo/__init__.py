@@ -9,7 +9,9 @@ the plugin installed, while S3 goes through the phases of a scenario
     (server stopped) -> recovery (restarted on the same port, faults cleared)
 
 ``--scenario partial`` fails 30 % of calls, once with consecutive counting only and once
-with ``failure_rate``.
+with ``failure_rate``; ``--fleet N`` runs N worker processes against the same S3, on their
+own and then sharing circuits through a local ``redis-server``
+(:mod:`~botocore_resilience.demo.fleet`).
 
 The timeline shows phase banners, a line per second (calls by result, retries, requests
 that reached S3, circuit state), every circuit state change and the first fast-fail
@@ -25,8 +27,8 @@ changes come from the structured ``transition`` attribute of the plugin's log re
 The package, one role per module: :mod:`.options` (the flags), :mod:`.scenario` (what S3
 goes through), :mod:`.workload` (the calling threads), :mod:`.tally` (what happened, as
 plain data), :mod:`.events` (log records to events), :mod:`.console` (the screen),
-:mod:`.runner` (one process playing a scenario), :mod:`.report` (plain data to the
-closing report).
+:mod:`.runner` (one process playing a scenario), :mod:`.fleet` and :mod:`.fleet_worker`
+(many processes), :mod:`.report` (plain data to the closing report).
 """
 
 from __future__ import annotations

@@ -315,11 +315,13 @@ def test_a_fleet_sharing_a_store_opens_once_probes_one_at_a_time_and_closes_toge
     assert alone["openings"] == str(size)
     assert int(alone["failed"]) >= size * threshold
     assert alone["probes"] == str(size * success_threshold)
-    # Sharing the store: one opening for the fleet, after threshold failed calls in all
-    # (plus the few already in flight), one probe at a time, closed everywhere together.
-    assert shared["openings"] == "1"
+    # Sharing the store: the fleet opens after threshold failed calls in all (plus the few
+    # already in flight), one probe at a time brings it back, closed everywhere together.
+    # (The counts at the server and at the probe permits show it; "openings" only groups
+    # the processes' reports by the fleet's seq.)
     assert threshold <= int(shared["failed"]) < int(alone["failed"])
     assert shared["probes"] == str(success_threshold)
+    assert shared["openings"] == "1"
     assert alone["closed"] == shared["closed"] == f"{size}/{size}"
     run_2 = out[out.index("sharing redis-server ====") :]
     closings = re.findall(r"worker (\d)  \w+ -> CLOSED: .*\(fleet seq (\d+)\)", run_2)
