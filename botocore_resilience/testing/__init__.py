@@ -60,8 +60,8 @@ from ._faults import (
 )
 from ._hold import Hold
 from ._injector import FaultInjector
+from ._local_s3 import LocalS3
 from ._rules import FaultRule
-from ._server import LocalS3
 
 __all__ = [
     "ACCESS_DENIED",

@@ -29,7 +29,7 @@ NEEDS = {"botocore_resilience.otel_metrics": "opentelemetry.sdk.metrics"}
 
 def test_every_module_is_walked() -> None:
     assert "botocore_resilience.breaker" in MODULES
-    assert "botocore_resilience.testing._server" in MODULES
+    assert "botocore_resilience.testing._local_s3" in MODULES
 
 
 @pytest.mark.parametrize("name", ["botocore_resilience", *MODULES])

@@ -16,9 +16,9 @@ from typing import Any, Optional, Union
 
 from ._clients import make_client, make_session
 from ._counter import RequestCounter
+from ._fault_layer import INTERNAL_HEADER, FaultLayer, WSGIApp
 from ._faults import BodyFault, HTTPFault
 from ._hold import Hold
-from ._middleware import INTERNAL_HEADER, FaultLayer, WSGIApp
 from ._rules import FaultRule, RuleBook
 from ._serving import BackgroundServer
 
