@@ -111,8 +111,14 @@ class FaultInjector:
             raise TypeError(f"fault must be an HTTPFault or a ConnectionFault, not {fault!r}")
         return self._rules.add(fault, times, {"operation": operation, "service": service})
 
-    def clear(self) -> None:
+    # The rule vocabulary is LocalS3's: inject(), clear_faults(), faults, faults_injected.
+
+    def clear_faults(self) -> None:
         """Remove every fault; the injector stays installed."""
+        self._rules.clear()
+
+    def clear(self) -> None:
+        """The same as :meth:`clear_faults`."""
         self._rules.clear()
 
     @property
@@ -121,8 +127,13 @@ class FaultInjector:
         return self._rules.rules
 
     @property
-    def injected(self) -> int:
+    def faults_injected(self) -> int:
         """How many attempts this injector has failed."""
+        return self._rules.injected
+
+    @property
+    def injected(self) -> int:
+        """The same as :attr:`faults_injected`."""
         return self._rules.injected
 
     def __enter__(self) -> FaultInjector:

@@ -204,3 +204,16 @@ def test_body_fault_values() -> None:
     for bad in ({"kind": "hang"}, {"after": -1}, {"after": True}, {"seconds": -1.0}):
         with pytest.raises(ValueError):
             BodyFault(**bad)  # type: ignore[arg-type]
+
+
+def test_local_s3_and_the_injector_speak_one_rule_vocabulary() -> None:
+    from botocore_resilience.testing import FaultInjector, LocalS3
+
+    for name in ("inject", "clear_faults", "faults", "faults_injected"):
+        assert hasattr(LocalS3, name), name
+        assert hasattr(FaultInjector, name), name
+    injector = FaultInjector()
+    rule = injector.inject(SLOW_DOWN, times=None)
+    assert injector.faults == [rule]
+    injector.clear_faults()
+    assert (injector.faults, injector.faults_injected, injector.injected) == ([], 0, 0)
