@@ -14,8 +14,9 @@ from typing import Any, Callable, Optional
 
 import boto3
 import botocore
-from botocore.awsrequest import AWSResponse
 from botocore.config import Config
+
+from botocore_resilience.testing._stub import StubTransport
 
 REGION = "us-east-1"
 CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
@@ -35,16 +36,8 @@ _HEAD_OBJECT_HEADERS = {
 }
 
 
-class _EmptyBody:
-    """What ``AWSResponse.raw`` must offer: a ``stream()`` of bytes (a HEAD has no body)."""
-
-    def stream(self, **kwargs: Any) -> Any:
-        return iter((b"",))
-
-
-def answer_head_object(request: Any = None, **kwargs: Any) -> AWSResponse:
-    """A ``before-send`` handler: a 200 for S3 ``HeadObject``, nothing sent."""
-    return AWSResponse(request.url, 200, dict(_HEAD_OBJECT_HEADERS), _EmptyBody())
+answer_head_object = StubTransport(200, headers=_HEAD_OBJECT_HEADERS)
+"""A ``before-send`` handler: a 200 for S3 ``HeadObject``, nothing sent."""
 
 
 def stubbed_client(session: Optional[Any] = None, config: Config = CONFIG) -> Any:

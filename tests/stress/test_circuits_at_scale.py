@@ -16,13 +16,13 @@ from typing import Any, Callable
 from urllib.parse import urlsplit
 
 import pytest
-from botocore.awsrequest import AWSResponse
 from prometheus_client import CollectorRegistry
 
 from botocore_resilience import CircuitBreakerOpen, CircuitState
 from botocore_resilience.breaker import BreakerPolicy
 from botocore_resilience.circuits import Circuits
 from botocore_resilience.testing import FakeClock
+from botocore_resilience.testing._stub import StubTransport
 
 from .conftest import WAIT, Installed
 
@@ -159,16 +159,13 @@ def test_with_every_circuit_open_new_buckets_cost_one_sweep_not_one_each() -> No
 # -- through the handlers, with many threads ------------------------------------------------
 
 
-class _EmptyBody:
-    def stream(self, **kwargs: Any) -> Any:
-        return iter((b"",))
-
-
-def answer(request: Any = None, **kwargs: Any) -> AWSResponse:
-    """The transport, stubbed: buckets named ``sick-*`` answer 503, the rest 200."""
+def _status(request: Any) -> int:
     bucket = urlsplit(request.url).path.split("/")[1]
-    status = 503 if bucket.startswith("sick") else 200
-    return AWSResponse(request.url, status, {}, _EmptyBody())
+    return 503 if bucket.startswith("sick") else 200
+
+
+answer = StubTransport(_status)
+"""The transport, stubbed: buckets named ``sick-*`` answer 503, the rest 200."""
 
 
 def gauge_names(registry: CollectorRegistry) -> set[str]:

@@ -16,12 +16,11 @@ event is replayed with the value it saw.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any, Optional, Union
 
 import botocore.session
 import pytest
-from botocore.awsrequest import AWSResponse
 from botocore.config import Config
 from botocore.exceptions import ConnectionClosedError
 from prometheus_client import CollectorRegistry
@@ -31,6 +30,7 @@ from botocore_resilience.handlers import CALL_KEY, EventHandlers
 from botocore_resilience.observers import Observer, Observers
 from botocore_resilience.runtime import Runtime, build_runtime
 from botocore_resilience.testing import FakeClock, no_backoff
+from botocore_resilience.testing._stub import StubTransport
 
 # The events install() registers on, and the handler each one calls.
 HANDLERS = {
@@ -42,14 +42,6 @@ HANDLERS = {
     "after-call-error": "on_after_call_error",
 }
 _LOADER = botocore.session.Session().get_component("data_loader")
-
-
-class _Raw:
-    def __init__(self, body: bytes = b"") -> None:
-        self._body = body
-
-    def stream(self, **_kwargs: Any) -> Iterator[bytes]:
-        yield self._body
 
 
 Answer = Union[int, BaseException]  # an HTTP status, or what the transport raises
@@ -85,11 +77,7 @@ def record_call(answers: Sequence[Answer], *, max_attempts: int = 3) -> Recorded
     recorded = Recorded()
     pending = list(answers)
 
-    def before_send(request: Any, **_kwargs: Any) -> AWSResponse:
-        answer = pending.pop(0)
-        if isinstance(answer, BaseException):
-            raise answer
-        return AWSResponse(request.url, answer, {}, _Raw())
+    before_send = StubTransport(lambda request: pending.pop(0))
 
     def recorder(event: str) -> Any:
         def record(**kwargs: Any) -> None:

@@ -18,7 +18,6 @@ import boto3.session
 import botocore
 import botocore.session
 import pytest
-from botocore.awsrequest import AWSResponse
 from botocore.config import Config
 from prometheus_client import CollectorRegistry
 
@@ -37,6 +36,7 @@ from botocore_resilience import plugin as plugin_module
 from botocore_resilience.handlers import EventHandlers
 from botocore_resilience.install import _installation_of as installation_of
 from botocore_resilience.testing import FakeClock
+from botocore_resilience.testing._stub import StubTransport
 
 OURS = {"mode": "adaptive", "total_max_attempts": 4}
 # One concrete event name per event install() registers on.
@@ -161,21 +161,9 @@ def session_events(session: Any) -> Any:
     return session.get_component("event_emitter")
 
 
-class _Raw:
-    def __init__(self, body: bytes) -> None:
-        self._body = body
-
-    def stream(self, **_kwargs: Any) -> Iterator[bytes]:
-        yield self._body
-
-
 def answer(client: Any, status: int = 200, body: bytes = b"") -> None:
     """Answer every request ``client`` sends with ``status``, without any network."""
-
-    def before_send(request: Any, **_kwargs: Any) -> AWSResponse:
-        return AWSResponse(request.url, status, {}, _Raw(body))
-
-    client.meta.events.register("before-send.s3", before_send)
+    client.meta.events.register("before-send.s3", StubTransport(status, body=body))
 
 
 def head_bucket(client: Any, bucket: str = "invoices") -> None:
@@ -565,9 +553,11 @@ def test_the_circuit_rejects_without_sending(registry: CollectorRegistry) -> Non
         client = new_client(session, Config(retries={"mode": "standard", "total_max_attempts": 1}))
         sent: list[str] = []
 
-        def before_send(request: Any, **_kwargs: Any) -> AWSResponse:
+        def failing(request: Any) -> int:
             sent.append(request.url)
-            return AWSResponse(request.url, 500, {}, _Raw(b""))
+            return 500
+
+        before_send = StubTransport(failing)
 
         client.meta.events.register("before-send.s3", before_send)
         with pytest.raises(botocore.exceptions.ClientError):
