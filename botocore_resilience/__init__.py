@@ -1,4 +1,4 @@
-"""botocore-resilience: adaptive retries, circuit breakers and metrics for every boto3 call.
+"""botocore-resilience: retries, circuit breakers and metrics for every boto3 call.
 
 One line, before creating clients::
 
@@ -9,7 +9,7 @@ One line, before creating clients::
     botocore_resilience.install(session)
     s3 = session.client("s3")
 
-Calls now retry in botocore's adaptive mode (plus the transient errors it leaves out),
+Calls now retry in botocore's standard mode (plus the transient errors it leaves out),
 fail fast with :class:`CircuitBreakerOpen` while their service is down, and are
 counted in Prometheus. See the documentation for settings, metrics and the runbook.
 

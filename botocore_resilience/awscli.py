@@ -19,7 +19,7 @@ Settings come from the environment (``BOTOCORE_RESILIENCE_*``), as everywhere. T
 installs once the CLI has read its profile and region (its ``session-initialized``
 event), so ``--profile`` and ``--region`` are honoured, and before the command creates a
 client. As everywhere, the retry mode and attempts apply only where the user set none,
-so a plain ``aws`` run moves from the CLI's legacy default to adaptive mode.
+so a plain ``aws`` run moves from the CLI's legacy default to standard mode.
 
 What the plugin logs at WARNING (a circuit opening) goes to stderr, one line each;
 ``aws --debug`` shows its INFO lines too (every retry). A call rejected by an open

@@ -80,8 +80,7 @@ def main(
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
-        description="botocore-resilience: adaptive retries, circuit breakers and metrics "
-        "for boto3.",
+        description="botocore-resilience: retries, circuit breakers and metrics for boto3.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)

@@ -298,7 +298,7 @@ class Settings:
     )
     name: str = _setting("", parse_name, "prefix of circuit names, to tell installations apart")
     retry_mode: RetryMode = _setting(  # noqa: RUF009 (returns a dataclasses.field)
-        "adaptive", _choice(RetryMode), "botocore retry mode where the user set none"
+        "standard", _choice(RetryMode), "botocore retry mode where the user set none"
     )
     max_attempts: int = _setting(
         4, parse_count, "total attempts incl. the first, where the user set none"

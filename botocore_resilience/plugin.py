@@ -5,8 +5,8 @@ environment, botocore calls :func:`initialize_client_plugin` for every client it
 creates. All those clients share one installation built from the environment.
 
 botocore calls plugins *after* it has built the client's retry handler, so this path
-cannot choose the retry mode: set ``AWS_RETRY_MODE=adaptive`` beside it if you want
-adaptive mode. Circuits, metrics, logging and retry gap-filling all apply.
+cannot choose the retry mode: set ``AWS_RETRY_MODE=standard`` beside it for the mode the
+other entry points choose. Circuits, metrics, logging and retry gap-filling all apply.
 
 botocore swallows errors raised by plugins (logging them at DEBUG), so a bad
 ``BOTOCORE_RESILIENCE_*`` value is logged here at ERROR instead, once, and the

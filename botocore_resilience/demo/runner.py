@@ -301,8 +301,8 @@ class _RunPlayer:
             out(f"{indent}after SlowDown, adaptive mode also slows the client down (to 0.5")
             out(f"{indent}requests/s at worst): failed calls take longer, the circuit opens later")
         elif mode == "standard":
-            out(f"{indent}(the plugin's default, adaptive mode, also slows a client down after")
-            out(f"{indent}SlowDown: the outage takes longer to watch; try --retry-mode adaptive)")
+            out(f"{indent}(the plugin's default; adaptive mode would also slow the client down")
+            out(f"{indent}after SlowDown and the circuit open later: try --retry-mode adaptive)")
         if serving:
             out(f"  metrics   serving {self._metrics_url()} while the demo runs")
         elif options.metrics_port is not None:

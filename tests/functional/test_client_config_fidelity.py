@@ -25,7 +25,7 @@ from prometheus_client import CollectorRegistry
 
 import botocore_resilience
 
-OURS = {"mode": "adaptive", "total_max_attempts": 4}
+OURS = {"mode": "standard", "total_max_attempts": 4}
 KEYS = {"aws_access_key_id": "AKIDEXAMPLE", "aws_secret_access_key": "secret"}
 
 _LOADER = botocore.session.Session().get_component("data_loader")

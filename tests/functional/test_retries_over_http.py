@@ -26,9 +26,11 @@ from botocore_resilience.testing import (
 Installed = Callable[..., "tuple[Any, Any]"]
 
 
-def test_adaptive_mode_and_four_attempts_by_default(installed: Installed) -> None:
+def test_standard_mode_and_four_attempts_by_default(installed: Installed) -> None:
+    # Standard, not adaptive: adaptive's token bucket delays the breaker's verdicts
+    # (docs/explanation/adaptive-mode.md).
     _, client = installed()
-    assert client.meta.config.retries["mode"] == "adaptive"
+    assert client.meta.config.retries["mode"] == "standard"
     assert client.meta.config.retries["total_max_attempts"] == 4
 
 

@@ -337,7 +337,7 @@ def test_the_contract_defaults() -> None:
     assert settings.as_dict() == {
         "enabled": True,
         "name": "",
-        "retry_mode": "adaptive",
+        "retry_mode": "standard",
         "max_attempts": 4,
         "breaker": "on",
         "scope": "service",

@@ -38,7 +38,7 @@ from botocore_resilience.install import _installation_of as installation_of
 from botocore_resilience.testing import FakeClock
 from botocore_resilience.testing._stub import StubTransport
 
-OURS = {"mode": "adaptive", "total_max_attempts": 4}
+OURS = {"mode": "standard", "total_max_attempts": 4}
 # One concrete event name per event install() registers on.
 EVENTS = (
     "before-parameter-build.s3.HeadBucket",
@@ -352,7 +352,7 @@ def test_the_second_install_replaces_the_first(registry: CollectorRegistry) -> N
         assert first.breakers() == {}
         # The retry defaults are the second's too, for clients created from now on.
         assert new_client(session).meta.config.retries == {
-            "mode": "adaptive",
+            "mode": "standard",
             "total_max_attempts": 2,
         }
         # Uninstalling the replaced installation does nothing: it is attached nowhere.
