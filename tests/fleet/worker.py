@@ -122,10 +122,12 @@ def main() -> None:
     bucket, key = options["bucket"], options["key"]
     plan = options.get("plan", "until_open")
     pause = float(options.get("pause", 0.005))
+    healthy_pause = float(options.get("healthy_pause", 0.0))
     outcomes: Counter[str] = Counter()
     other_types: Counter[str] = Counter()
     lock = threading.Lock()
     stop = threading.Event()
+    first_rejection: list[float] = []
 
     def call() -> str:
         try:
@@ -145,10 +147,17 @@ def main() -> None:
             outcome = call()
             with lock:
                 outcomes[outcome] += 1
+                first = outcome == "open" and not first_rejection
+                if first:
+                    first_rejection.append(time.monotonic())
+            if first:
+                emit({"ev": "first_open", "pid": os.getpid(), "t": first_rejection[0]})
             if outcome == "open":
                 if plan == "until_open":
                     return
                 stop.wait(pause)
+            elif healthy_pause:
+                stop.wait(healthy_pause)
 
     emit({"ev": "ready", "pid": os.getpid()})
     for line in sys.stdin:
@@ -166,6 +175,10 @@ def main() -> None:
                 for line in sys.stdin:
                     if line.strip() == "stop":
                         break
+                    if line.strip() == "rearm":  # report the next first rejection too
+                        with lock:
+                            first_rejection.clear()
+                        emit({"ev": "rearmed"})
                 stop.set()
             for worker in workers:
                 worker.join()
