@@ -45,6 +45,7 @@ from typing import Callable, Optional, Union
 
 from ..breaker import BreakerPolicy, CircuitBreaker, CircuitState, Outcome, Permit, Transition
 from ..clock import Clock
+from ..window import RateWindow
 from .base import FleetState, StateStore, StoreUnavailable
 
 __all__ = ["FleetBreaker", "FleetPermit"]
@@ -103,7 +104,11 @@ class FleetBreaker:
         self._clock = clock
         self._observer = observer
         self._store = store
-        self._jitter = jitter
+        self._jitter = getattr(policy, "jitter", None) or jitter
+        # A failure rate is judged over this process's own calls (each process has its
+        # window); what it decides, an opening, is the fleet's.
+        rate = getattr(policy, "failure_rate", None)
+        self._window = RateWindow(policy.window) if rate is not None else None
         self._lock = threading.Lock()
         self._local = CircuitBreaker(name, policy, clock, observer)
         # The mirror. ``_closed_permit`` is ``None`` until the first use has read the fleet
@@ -115,6 +120,7 @@ class FleetBreaker:
         self._version = -1
         self._changes = 0  # how many times the mirror changed (see _apply)
         self._failures = 0
+        self._probes = 0
         self._open_until = 0.0
         self._slots_free_at = 0.0
         self._closed_permit: Optional[Permit] = None
@@ -152,6 +158,18 @@ class FleetBreaker:
         if not self._store.available:
             return self._local.consecutive_failures
         return self._failures
+
+    @property
+    def forced(self) -> bool:
+        """Whether an operator holds the circuit open (for the whole fleet)."""
+        if not self._store.available:
+            return bool(getattr(self._local, "forced", False))
+        return self._forced
+
+    @property
+    def probes_in_flight(self) -> int:
+        """Probe slots this process knows to be taken in the fleet (as last heard)."""
+        return self._probes
 
     @property
     def fleet_wide(self) -> bool:
@@ -278,6 +296,8 @@ class FleetBreaker:
             self._local.record(permit, outcome, cause)  # admitted locally: judged locally
             return
         if not permit.probe_id:
+            if self._window is not None:
+                self._judge_rate(permit, outcome, cause)
             if outcome is _SUCCESS and self._failures == 0:
                 return  # the common case: healthy everywhere, nothing to tell anyone
             if permit.generation != self._seq or outcome not in (_SUCCESS, _FAILURE):
@@ -310,6 +330,39 @@ class FleetBreaker:
             self._report(permit, outcome, cause, pending=counted)
 
         self._store.submit(report)
+
+    def _judge_rate(self, permit: Permit, outcome: Outcome, cause: str) -> None:
+        if permit.generation != self._seq or outcome not in (_SUCCESS, _FAILURE):
+            return
+        window = self._window
+        assert window is not None
+        calls, failures = window.record(self._clock.monotonic(), outcome is _FAILURE)
+        if not self._policy.rate_opens(calls, failures):
+            return
+        why = (
+            f"failure rate {100.0 * failures / calls:.3g}% of {calls} calls in {window.seconds:g} s"
+        )
+        if outcome is _FAILURE:
+            why += f" (last: {cause or 'unknown'})"
+
+        def trip() -> None:
+            # An opening with a threshold of one: the same atomic path as any other.
+            with contextlib.suppress(StoreUnavailable):
+                self._apply(
+                    self._store.fail(
+                        self._name,
+                        permit.generation,
+                        1,
+                        self._policy.recovery_timeout,
+                        self._jitter() * 0.1,
+                        why,
+                    )
+                )
+
+        if _get_running_loop() is not None:
+            self._store.submit(trip)
+        else:
+            trip()
 
     def _open_provisionally(self, cause: str, failures: int) -> Transition:
         self._state = CircuitState.OPEN
@@ -494,6 +547,7 @@ class FleetBreaker:
             self._seq = fleet.seq
             self._failures = fleet.failures
             self._forced = fleet.state == "forced_open"
+            self._probes = fleet.probes
             if state is CircuitState.OPEN:
                 self._open_until = now + fleet.remaining
             if state is CircuitState.HALF_OPEN:
