@@ -1,27 +1,24 @@
 """``demo --fleet N``: N worker processes against one local S3, on their own and then
 sharing their circuits through a local ``redis-server``.
 
-Each run starts N :mod:`~.fleet_worker` processes (one calling thread each) and takes
-them through healthy -> 503 SlowDown to every request -> recovery, changing phases only
-between calls (every worker holds, the fault changes, every worker begins the next
-phase). Without a store each process counts ``failure_threshold`` failed calls of its
-own before it fails fast, and probes on its own; sharing the store, the fleet opens
-after ``failure_threshold`` failed calls in all, lets one probe at a time through
-(counted where it is sent, by its probe permit) and closes in every process together.
+Each run of :data:`~.scenario.FLEET` starts N :mod:`~.fleet_worker` processes (one calling
+thread each) and takes them through its phases, changing phases only between calls
+(every worker holds, the fault changes, every worker begins the next phase). Without a
+store each process counts ``failure_threshold`` failed calls of its own before it fails
+fast, and probes on its own; sharing the store, the fleet opens after
+``failure_threshold`` failed calls in all, lets one probe at a time through (counted
+where it is sent, by its probe permit) and closes in every process together.
 
-The demo starts its own ``redis-server`` (on a free loopback port, nothing on disk) when
-one is installed, and says what is missing otherwise (exit status 2).
+The demo starts its own ``redis-server`` (:mod:`.redis_server`) when one is installed,
+and says what is missing otherwise (exit status 2).
 """
 
 from __future__ import annotations
 
 import json
 import queue
-import shutil
-import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Mapping
@@ -31,71 +28,13 @@ from ..config import Settings
 from . import report
 from .console import Console
 from .options import DemoOptions
+from .redis_server import DEADLINE, RedisServer, missing_parts
 from .runner import IGNORED
+from .scenario import FLEET, Phase, Run
 from .tally import FleetRecord, PhaseRecord, TransitionSeen
 from .workload import make_bucket
 
-__all__ = ["RedisServer", "missing_parts", "play_fleet"]
-
-DEADLINE = 60.0
-"""Seconds any one wait on a worker may take: far above what it needs, so only a hang trips it."""
-
-
-def missing_parts() -> Optional[str]:
-    """What ``--fleet`` needs and is missing, in words, or ``None``."""
-    problems = []
-    if shutil.which("redis-server") is None:
-        problems.append("redis-server (Debian/Ubuntu: apt-get install redis-server)")
-    try:
-        import redis  # noqa: F401
-    except ImportError:
-        problems.append("redis-py (pip install 'botocore-resilience[redis]')")
-    if not problems:
-        return None
-    return "demo --fleet needs " + " and ".join(problems) + ": the fleet shares its circuits there."
-
-
-class RedisServer:
-    """A ``redis-server`` of the demo's own: loopback, a free port, nothing kept on disk."""
-
-    def __init__(self) -> None:
-        self._directory = tempfile.TemporaryDirectory(prefix="botocore-resilience-demo-")
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = int(probe.getsockname()[1])
-        self._process: Optional[subprocess.Popen[bytes]] = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> RedisServer:
-        server = shutil.which("redis-server") or "redis-server"
-        args = [server, "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
-        args += ["--appendonly", "no", "--dir", self._directory.name, "--loglevel", "warning"]
-        self._process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + DEADLINE
-        while not self._answers():
-            if self._process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"redis-server did not start on port {self.port}")
-            time.sleep(0.02)
-        return self
-
-    def _answers(self) -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=1.0) as sock:
-                sock.sendall(b"PING\r\n")
-                return sock.recv(16).startswith(b"+PONG")
-        except OSError:
-            return False
-
-    def stop(self) -> None:
-        if self._process is not None:
-            self._process.kill()
-            self._process.wait()
-            self._process = None
-        self._directory.cleanup()
+__all__ = ["play_fleet"]
 
 
 class _Worker:
@@ -166,26 +105,20 @@ def play_fleet(
         )
         _header(console, options, s3, store, base, size)
         records, passed = [], True
-        for title, url in (
-            (f"{size} processes on their own", None),
-            (f"{size} processes sharing redis-server", store.url),
-        ):
+        for run in FLEET.runs:
             s3.reset()
-            record = _FleetRun(options, console, s3, environ, bucket, size, title, url).play()
+            url = store.url if run.shared_store else None
+            player = _FleetRun(run, options, console, s3, environ, bucket, size, url)
+            record = player.play()
             records.append(record)
             console.lines(report.phase_table(record.phases))
-            lines, ok = report.fleet_verdict(record)
+            lines, ok = report.fleet_verdict(record, ok=run.ok)
             console.lines([("", ""), *lines])
             passed = passed and ok
         console.lines(report.fleet_comparison(records, base.failure_threshold))
         console.print()
         if passed:
-            console.print(
-                "OK: on their own, every process opened its circuit after its own failed calls "
-                "and probed alone; sharing the store, the fleet opened once, probed one call at "
-                "a time, and closed together.",
-                "bold green",
-            )
+            console.print(FLEET.ok, "bold green")
         else:
             console.print("FAILED: see the runs above.", "bold red")
         return 0 if passed else 1
@@ -204,7 +137,7 @@ def _header(
     from .. import __version__
 
     out, indent = console.print, " " * 12
-    out(f"botocore-resilience {__version__} demo: a fleet of {size} processes", "bold")
+    out(f"botocore-resilience {__version__} demo: {FLEET.title} ({size})", "bold")
     out()
     out(f"  S3        moto in this process, {s3.endpoint_url}")
     out(f"  store     redis-server on {store.url} (started by the demo)")
@@ -221,30 +154,30 @@ def _header(
         f"{settings.success_threshold} good probes close it;"
     )
     out(f"{indent}botocore {options.retry_mode} mode, {options.max_attempts} attempts per call")
-    out(
-        f"{indent}run 1: each process keeps its circuit to itself; run 2: they share it (state_url)"
-    )
+    for line in FLEET.story:
+        out(f"  story     {line}")
 
 
 class _FleetRun:
-    """One run of the fleet: its workers, phases and timeline."""
+    """One run of the fleet: its workers, phases and timeline (a :class:`~.scenario.Stage`)."""
 
     def __init__(
         self,
+        run: Run,
         options: DemoOptions,
         console: Console,
         s3: Any,
         environ: Mapping[str, str],
         bucket: str,
         size: int,
-        title: str,
         state_url: Optional[str],
     ) -> None:
-        self.options = options
+        self.run = run
         self.console = console
         self.s3 = s3
         self.scale = options.duration_scale
-        self.title = title
+        self.slow = 2.0 if options.retry_mode == "adaptive" else 1.0
+        self.title = f"{size} {run.title}"
         self.shared = state_url is not None
         self.events: queue.Queue[Any] = queue.Queue()
         self.transitions: list[tuple[int, TransitionSeen]] = []
@@ -253,6 +186,7 @@ class _FleetRun:
             "recovery_timeout": round(2.5 * self.scale, 3),
             "retry_mode": options.retry_mode,
             "max_attempts": options.max_attempts,
+            **run.settings(self.scale),
         }
         if state_url is not None:
             # Generous: the demo is about a healthy store on a machine that may be busy.
@@ -267,6 +201,19 @@ class _FleetRun:
         env.setdefault("AWS_EC2_METADATA_DISABLED", "true")
         self.workers = [_Worker(i, worker_options, env, self.events) for i in range(size)]
 
+    # -- what phases see (scenario.Stage) -------------------------------------------------------
+
+    def has_opened(self) -> bool:
+        """Whether every process has seen its circuit open."""
+        return all(w.opened for w in self.workers)
+
+    def closed_for(self, seconds: float) -> bool:
+        """Whether every process's circuit is closed (``seconds`` is not waited: the phase's
+        minimum does that)."""
+        return all(w.state == "closed" for w in self.workers)
+
+    # -- the run --------------------------------------------------------------------------------
+
     def play(self) -> FleetRecord:
         console = self.console
         console.print()
@@ -274,24 +221,9 @@ class _FleetRun:
         try:
             self._wait(lambda: all(w.ready for w in self.workers), "ready")
             console.zero = time.monotonic()
-            from ..testing import SLOW_DOWN
-
-            s3, scale = self.s3, self.scale
-            self._phase("healthy", "healthy: S3 answers every request", lambda: None, 2.0 * scale)
-            self._phase(
-                "outage: 503 SlowDown",
-                "outage: S3 answers every request with 503 SlowDown",
-                lambda: s3.inject(SLOW_DOWN, times=None),
-                2.0 * scale,
-                done=lambda: all(w.opened for w in self.workers),
-            )
-            self._phase(
-                "recovery",
-                "recovery: faults cleared",
-                s3.clear_faults,
-                1.0 * scale,
-                done=lambda: all(w.state == "closed" for w in self.workers),
-            )
+            phases = self.run.phases(self)
+            for number, phase in enumerate(phases, 1):
+                self._run_phase(f"{number}/{len(phases)}", phase)
             self._close_phase()
             for worker in self.workers:
                 worker.send("stop")
@@ -301,34 +233,27 @@ class _FleetRun:
                 worker.close()
         return self._record()
 
-    def _phase(
-        self,
-        name: str,
-        banner: str,
-        enter: Callable[[], None],
-        minimum: float,
-        done: Callable[[], bool] = lambda: True,
-    ) -> None:
+    def _run_phase(self, number: str, phase: Phase) -> None:
         # Phases change only between calls: every worker holds (its call in flight ends
         # under the conditions it started in), then the fault changes.
         for worker in self.workers:
             worker.send("hold")
         self._wait(lambda: all(w.held for w in self.workers), "held")
         self._close_phase()
-        enter()
-        record = PhaseRecord(name, sent_before=self.s3.requests.total)
+        phase.enter()
+        record = PhaseRecord(phase.name, sent_before=self.s3.requests.total)
         record.started = time.monotonic()
         self.phases.append(record)
         for worker in self.workers:
             worker.held = False
-            worker.send(f"begin {name}")
-        self.console.event(f"==== phase {len(self.phases)}/3  {banner} ====", "bold cyan")
-        # At least ``minimum`` seconds, then until ``done()``, at most DEADLINE.
-        self._wait(
-            lambda: time.monotonic() - record.started >= minimum and done(),
-            name,
-            quiet=True,
-        )
+            worker.send(f"begin {phase.name}")
+        self.console.event(f"==== phase {number}  {phase.banner} ====", "bold cyan")
+
+        def over() -> bool:
+            elapsed = time.monotonic() - record.started
+            return elapsed >= phase.cap or (elapsed >= phase.minimum and phase.done())
+
+        self._wait(over, phase.name, limit=phase.cap + DEADLINE)
 
     def _close_phase(self) -> None:
         if self.phases:
@@ -336,12 +261,11 @@ class _FleetRun:
             record.seconds = time.monotonic() - record.started
             record.sent = self.s3.requests.total - record.sent_before
 
-    def _wait(self, condition: Callable[[], bool], what: str, *, quiet: bool = False) -> None:
-        deadline = time.monotonic() + DEADLINE
+    def _wait(self, condition: Callable[[], bool], what: str, limit: float = DEADLINE) -> None:
+        """Print the workers' events until ``condition()``; raise if that takes ``limit`` s."""
+        deadline = time.monotonic() + limit
         while not condition():
             if time.monotonic() > deadline:
-                if quiet:
-                    return  # a phase that ran out of time: the verdict will say what is missing
                 raise RuntimeError(f"demo --fleet: the workers did not answer ({what})")
             try:
                 index, event = self.events.get(timeout=0.1)

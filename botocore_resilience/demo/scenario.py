@@ -10,6 +10,8 @@ begins, and how long it lasts. Adding a scenario is one function here and one en
 * ``partial``: three keys in ten answer 503 (30 % of calls fail), run twice: with
   consecutive counting only, which never opens (no five failures in a row), and with
   ``failure_rate``, which opens, fails fast, probes and closes once S3 is whole again.
+* :data:`FLEET` (``--fleet N``, played by :mod:`.fleet` in N processes): healthy -> 503
+  SlowDown -> recovery, run with each process on its own and then sharing one store.
 """
 
 from __future__ import annotations
@@ -65,6 +67,8 @@ class Run:
     """The verdict line when the run went as expected."""
     settings: Callable[[float], Mapping[str, Any]] = lambda scale: {}
     """``install()`` keywords of this run, from the duration scale."""
+    shared_store: bool = False
+    """For a fleet: whether its processes share their circuits through the demo's store."""
 
 
 @dataclass(frozen=True)
@@ -240,3 +244,60 @@ PARTIAL = Scenario(
 
 SCENARIOS: dict[str, Scenario] = {s.name: s for s in (OUTAGE, PARTIAL)}
 """Every scenario by the name ``--scenario`` takes."""
+
+
+# -- fleet: N processes, on their own and sharing one store ----------------------------------
+
+_FLEET_CAP = 60.0
+"""The longest a fleet phase waits for every process (each pays its own retries alone)."""
+
+
+def _fleet_phases(stage: Stage) -> list[Phase]:
+    from ..testing import SLOW_DOWN
+
+    s3 = stage.s3
+    return [
+        _healthy(stage, 2.0),
+        Phase(
+            "outage: 503 SlowDown",
+            "outage: S3 answers every request with 503 SlowDown",
+            enter=lambda: s3.inject(SLOW_DOWN, times=None),
+            minimum=2.0 * stage.scale,
+            done=stage.has_opened,
+            cap=_FLEET_CAP,
+        ),
+        Phase(
+            "recovery",
+            "recovery: faults cleared",
+            enter=s3.clear_faults,
+            minimum=1.0 * stage.scale,
+            done=lambda: stage.closed_for(0.0),
+            cap=_FLEET_CAP,
+        ),
+    ]
+
+
+FLEET = Scenario(
+    "fleet",
+    "a fleet of processes, on their own and sharing one store",
+    ("run 1: each process keeps its circuit to itself; run 2: they share it (state_url)",),
+    (
+        Run(
+            "processes on their own",
+            _fleet_phases,
+            expect_open=True,
+            ok="as expected: every process saw its own circuit open, and close again",
+        ),
+        Run(
+            "processes sharing redis-server",
+            _fleet_phases,
+            expect_open=True,
+            ok="as expected: every process saw the fleet's circuit open, and close again",
+            shared_store=True,
+        ),
+    ),
+    ok="OK: on their own, every process opened its circuit after its own failed calls and "
+    "probed alone; sharing the store, the fleet opened once, probed one call at a time, and "
+    "closed together.",
+)
+"""What ``--fleet N`` plays (in :mod:`.fleet`: has_opened and closed_for ask every process)."""

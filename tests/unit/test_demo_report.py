@@ -274,8 +274,8 @@ def test_the_fleet_comparison_and_verdict() -> None:
     assert rows[2].split() == ["run", "failed", "calls", "openings", "probes", "closed"]
     assert rows[3].split() == ["alone", "6", "2", "4", "2/2"]
     assert rows[4].split() == ["shared", "6", "1", "2", "2/2"]
-    assert report.fleet_verdict(shared)[1] is True
+    assert report.fleet_verdict(shared, ok="fine") == ([("fine", "green")], True)
     shared.final_states[1] = "open"
-    lines, passed = report.fleet_verdict(shared)
+    lines, passed = report.fleet_verdict(shared, ok="fine")
     assert not passed
     assert _texts(lines) == ["FAILED: 1 of 2 processes did not close."]
