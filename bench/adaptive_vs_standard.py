@@ -13,6 +13,7 @@ open circuit once. Figures per run:
 * sent: requests that reached the server by then; failed: calls that ended in SlowDown.
 
     python bench/adaptive_vs_standard.py [--threads 1,4] [--runs 3]
+        [--modes standard,adaptive,default]
 """
 
 from __future__ import annotations
@@ -48,8 +49,9 @@ def run(s3: LocalS3, bucket: str, mode: str, threads: int, extra: dict[str, Any]
         session,
         registry=CollectorRegistry(),
         environ={},
-        retry_mode=mode,
         on_transition=on_transition,
+        # "default": whatever the plugin chooses where nobody chose a mode.
+        **({} if mode == "default" else {"retry_mode": mode}),
         **extra,
     )
     client = s3.client(session=session)
