@@ -112,3 +112,26 @@ def _close_until_everyone_hears(workers: Fleet, operator: Any) -> None:
             except AssertionError:
                 still.append(worker)
         pending = still
+
+
+def test_the_password_never_shows_in_a_workers_logs_metrics_or_errors(
+    s3: LocalS3, tmp_path: Any
+) -> None:
+    secret = "fleet-pa55-Zq9"
+    server = RedisServer(str(tmp_path), password=secret).start()
+    try:
+        options = _options(s3, server, recovery_timeout=300)
+        with fleet(1, options) as workers:
+            (worker,) = workers.workers
+            s3.inject(SERVICE_UNAVAILABLE, times=None, operation="GetObject")
+            workers.send("go")
+            worker.wait_for("transition", to="open")
+            server.kill()  # errors: a WARNING naming the store, error counters
+            warning = worker.wait_for("log", level="WARNING")
+            workers.send("stop")
+            (summary,) = workers.summaries()
+        text = repr(warning) + repr(worker.seen) + repr(summary) + "".join(worker.stderr)
+        assert "state store redis://:***@127.0.0.1" in text
+        assert secret not in text
+    finally:
+        server.stop()
