@@ -19,13 +19,13 @@ from ..config import ENV_PREFIX, Settings
 from ..errors import CircuitBreakerOpen
 from ..exposition import start_metrics_server, stop_metrics_server
 from ..install import Installation, install
-from . import report
+from . import header, report
 from .console import Console, format_duration
 from .events import LogWatcher, watching
 from .options import DemoOptions
 from .scenario import Phase, Run, Scenario
 from .tally import MetricsSnapshot, PhaseRecord, RunRecord, Tally, TransitionSeen
-from .workload import OPERATIONS, Workload, make_bucket
+from .workload import Workload, make_bucket
 
 __all__ = ["IGNORED", "play"]
 
@@ -185,8 +185,25 @@ class _RunPlayer:
         retries = client.meta.config.retries or {}
         attempts = int(retries.get("total_max_attempts", self.options.max_attempts))
         if first:
-            self._header(bucket, workers)
-        self._run_header(installation, client, attempts, serving, first)
+            self.console.lines(
+                header.scenario_header(
+                    self.scenario, self.options, self.s3.endpoint_url, bucket, workers
+                )
+            )
+        self.console.lines(
+            header.run_header(
+                title=self.run.title,
+                settings=settings,
+                options=self.options,
+                overrides=self.settings,
+                environ=self.environ,
+                ignored=IGNORED,
+                mode=retries.get("mode", "legacy"),
+                attempts=attempts,
+                serving=serving,
+                first=first,
+            )
+        )
         workload = Workload(
             client,
             bucket,
@@ -228,105 +245,6 @@ class _RunPlayer:
             opens_when=_opens_when(settings),
         )
         return record, [*lines, ("", ""), *judged], passed
-
-    # -- the header ---------------------------------------------------------------------------
-
-    def _header(self, bucket: str, workers: int) -> None:
-        options, out = self.options, self.console.print
-        out(f"botocore-resilience {__version__} demo: {self.scenario.title}", "bold")
-        out()
-        out(f"  S3        moto in this process, {self.s3.endpoint_url}, bucket {bucket}")
-        out(
-            f"  workload  {workers} threads calling {', '.join(OPERATIONS)} in turn, "
-            f"{options.rate:g} calls/s each"
-        )
-        if workers < options.workers:
-            out(
-                " " * 12 + f"(not {options.workers}: fewer threads than failure_threshold, so "
-                "no run of failures across threads reaches it by chance)"
-            )
-        for line in self.scenario.story:
-            out(f"  story     {line}")
-
-    def _run_header(
-        self, installation: Installation, client: Any, attempts: int, serving: bool, first: bool
-    ) -> None:
-        settings, options, out = installation.settings, self.options, self.console.print
-        mode = (client.meta.config.retries or {}).get("mode", "legacy")
-        scope = {"service": "service and region", "operation": "operation", "bucket": "bucket"}
-        indent = " " * 12
-        if self.run.title:
-            out()
-            out(f"==== {self.run.title} ====", "bold cyan")
-        extra = "".join(f", {k}={v:g}" for k, v in self.settings.items())
-        out(
-            "  plugin    botocore_resilience.install(session, registry=registry, "
-            f"recovery_timeout={self.recovery_timeout:g},"
-        )
-        out(
-            f'{indent}    retry_mode="{options.retry_mode}", max_attempts={options.max_attempts}'
-            f"{extra})"
-        )
-        out(
-            f"{indent}one circuit per {scope[settings.scope]}: {settings.failure_threshold} "
-            "consecutive failed calls open it;"
-        )
-        rate = getattr(settings, "failure_rate", None)
-        if rate is not None:
-            out(
-                f"{indent}so do {rate:g}% failed calls over {getattr(settings, 'window', 0):g} s, "
-                f"once at least {getattr(settings, 'minimum_calls', 0)} calls were judged;"
-            )
-        out(
-            f"{indent}it rejects calls for {settings.recovery_timeout:g} s, then lets "
-            f"{settings.half_open_max_calls} probe at a time through; "
-            f"{settings.success_threshold} good probes close it"
-        )
-        for option, source in settings.sources.items():
-            env = ENV_PREFIX + option.upper()
-            if source == "environment":
-                out(f"{indent}from the environment: {env}={self.environ.get(env)}")
-        for env, why in IGNORED.items():
-            if self.environ.get(env, "").strip():
-                out(f"{indent}ignored: {env}={self.environ[env]} ({why})")
-        if not first:  # the same client, retries and metrics as the first run
-            self._table_header()
-            return
-        out(
-            f"  retries   botocore {mode} mode, {attempts} attempts per call, with real "
-            "jittered backoff (random,"
-        )
-        out(f"{indent}up to 1 s before the first retry, up to 2 s before the second)")
-        if mode == "adaptive":
-            out(f"{indent}after SlowDown, adaptive mode also slows the client down (to 0.5")
-            out(f"{indent}requests/s at worst): failed calls take longer, the circuit opens later")
-        elif mode == "standard":
-            out(f"{indent}(the plugin's default; adaptive mode would also slow the client down")
-            out(f"{indent}after SlowDown and the circuit open later: try --retry-mode adaptive)")
-        if serving:
-            out(f"  metrics   serving {self._metrics_url()} while the demo runs")
-        elif options.metrics_port is not None:
-            out(f"  metrics   could not serve /metrics on port {options.metrics_port} (see above)")
-        else:
-            out("  metrics   a private registry, shown at the end (--metrics-port PORT serves it)")
-        self._table_header()
-
-    def _table_header(self) -> None:
-        out = self.console.print
-        out()
-        out("  Every second: calls finished by result, retries made, requests that reached S3.")
-        out()
-        out(
-            f"{'time':>7}  {'success':>7} {'error':>5} {'circuit_open':>12} {'retries':>7} "
-            f"{'sent':>5}  circuit",
-            "bold",
-        )
-
-    def _metrics_url(self) -> str:
-        addr = self.options.metrics_addr
-        host = {"0.0.0.0": "127.0.0.1", "::": "[::1]"}.get(addr, addr)
-        host = f"[{host}]" if ":" in host and not host.startswith("[") else host
-        return f"http://{host}:{self.options.metrics_port}/metrics"
 
     # -- the phases ---------------------------------------------------------------------------
 

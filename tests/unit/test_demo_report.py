@@ -279,3 +279,47 @@ def test_the_fleet_comparison_and_verdict() -> None:
     lines, passed = report.fleet_verdict(shared, ok="fine")
     assert not passed
     assert _texts(lines) == ["FAILED: 1 of 2 processes did not close."]
+
+
+# -- the header ------------------------------------------------------------------------------
+
+
+def test_the_run_header_says_how_the_plugin_is_installed_and_what_came_from_the_environment() -> (
+    None
+):
+    from botocore_resilience.config import Settings
+    from botocore_resilience.demo import header
+    from botocore_resilience.demo.options import DemoOptions
+
+    environ = {"BOTOCORE_RESILIENCE_FAILURE_THRESHOLD": "7", "AWS_RETRY_MODE": "legacy"}
+    settings = Settings.from_env(environ, recovery_timeout=2.5, failure_rate=20.0, window=4.0)
+    lines = _texts(
+        header.run_header(
+            title="run 2: with failure_rate=20",
+            settings=settings,
+            options=DemoOptions(),
+            overrides={"failure_rate": 20.0, "window": 4.0},
+            environ=environ,
+            ignored={"AWS_RETRY_MODE": "the demo sets its own retries"},
+            mode="standard",
+            attempts=3,
+            serving=False,
+            first=False,
+        )
+    )
+    assert lines[1] == "==== run 2: with failure_rate=20 ===="
+    assert lines[3].endswith('retry_mode="standard", max_attempts=3, failure_rate=20, window=4)')
+    assert lines[4].endswith("7 consecutive failed calls open it;")
+    assert "so do 20% failed calls over 4 s, once at least 20 calls were judged;" in lines[5]
+    assert lines[7].endswith("from the environment: BOTOCORE_RESILIENCE_FAILURE_THRESHOLD=7")
+    assert lines[8].endswith("ignored: AWS_RETRY_MODE=legacy (the demo sets its own retries)")
+    assert not any(line.startswith("  retries") for line in lines)  # said by the first run
+    assert lines[-1].split() == [
+        "time",
+        "success",
+        "error",
+        "circuit_open",
+        "retries",
+        "sent",
+        "circuit",
+    ]
