@@ -7,6 +7,7 @@ Per logical call::
       request-created          per attempt: attempt > 1 is a retry actually made -> count, log
       needs-retry              per attempt: remember why it failed; fill botocore's retry gaps
     after-call                 the call ended with a response: judge it once, record metrics
+                               (a streaming body's verdict waits for the body: bodies.py)
     after-call-error           the call ended with an exception: judge it once, record metrics
 
 Per-call state lives in botocore's request ``context`` dict under :data:`CALL_KEY`
