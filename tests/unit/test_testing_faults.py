@@ -202,7 +202,7 @@ def test_body_fault_values() -> None:
     assert (STALLED_BODY.kind, DROPPED_BODY.kind) == ("stall", "drop")
     assert BodyFault("drop", after=10).after == 10
     for bad in ({"kind": "hang"}, {"after": -1}, {"after": True}, {"seconds": -1.0}):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="must be"):
             BodyFault(**bad)  # type: ignore[arg-type]
 
 
