@@ -71,8 +71,8 @@ def main(argv: list[str]) -> int:
             config=Config(connect_timeout=2, read_timeout=5, max_pool_connections=4),
         )
 
-        def on_send(request: Any, **_: Any) -> None:
-            call = request.context.get(CALL_KEY)
+        def on_request(request: Any, **_: Any) -> None:
+            call = getattr(request, "context", {}).get(CALL_KEY)
             permit = getattr(call, "permit", None)
             if permit is not None and permit.probe_id:
                 probe = (permit.generation, permit.probe_id)
@@ -83,7 +83,9 @@ def main(argv: list[str]) -> int:
                 probes[phase] = probes.get(phase, 0) + 1
                 emit(ev="probe")
 
-        client.meta.events.register("before-send.s3", on_send)
+        # request-created: its request has the call's context on every botocore version
+        # (before-send's prepared request has none before 1.3x).
+        client.meta.events.register("request-created.s3", on_request)
         workload = Workload(
             client,
             options["bucket"],
