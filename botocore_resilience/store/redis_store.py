@@ -127,6 +127,7 @@ class RedisStateStore:
         self._pid = os.getpid()
         self._wake = threading.Event()
         self._tasks: deque[Callable[[], None]] = deque()
+        self._subscribed = threading.Event()
         self._has_tasks = threading.Event()
         self._worker: Optional[threading.Thread] = None
         _stores.add(self)
@@ -293,8 +294,14 @@ class RedisStateStore:
 
     # -- going down and coming back ----------------------------------------------------
 
+    def wait_until_subscribed(self, timeout: float) -> bool:
+        """Block until this process hears the store's published changes (for tools and
+        tests; calls never wait for it). ``False`` if ``timeout`` passed first."""
+        return self._subscribed.wait(timeout)
+
     def _failed(self, error: BaseException) -> None:
         kind = error_kind(error)
+        self._subscribed.clear()
         _safely(self._on_error, kind)
         with self._lock:
             was_up, self._up = self._up, False
@@ -403,6 +410,7 @@ class RedisStateStore:
                     pause = min(pause * 2, _MAX_PAUSE)
                     continue
                 pause = _FIRST_PAUSE
+                self._subscribed.set()
                 self._came_back()
                 # Anything published before the subscription was made is read again.
                 self._rejoin_all()

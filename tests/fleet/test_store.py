@@ -202,7 +202,7 @@ def test_every_change_is_published_to_watchers(stores: Callable[..., RedisStateS
     seen: list[FleetState] = []
     rejoined = threading.Event()
     a.watch(NAME, seen.append, rejoined.set)
-    assert rejoined.wait(DEADLINE)  # subscribed: everything after this is delivered
+    assert a.wait_until_subscribed(DEADLINE)  # everything after this is delivered
     for _ in range(3):
         b.fail(NAME, 0, 3, 60, 0, "503")
     _wait_for(lambda: len(seen) == 3, "three published changes")
@@ -254,7 +254,7 @@ def test_a_dead_store_costs_one_failure_then_nothing_until_it_is_back(
     rejoined = threading.Event()
     store.watch(NAME, lambda state: None, rejoined.set)
     store.load(NAME)
-    assert rejoined.wait(DEADLINE)
+    assert store.wait_until_subscribed(DEADLINE)
     rejoined.clear()
     redis_server.kill()
     with caplog.at_level(logging.INFO, logger="botocore_resilience"):
@@ -285,7 +285,7 @@ def test_a_hung_store_times_out_and_is_rejoined_when_it_resumes(
     rejoined = threading.Event()
     store.watch(NAME, lambda state: None, rejoined.set)
     store.load(NAME)
-    assert rejoined.wait(DEADLINE)
+    assert store.wait_until_subscribed(DEADLINE)
     rejoined.clear()
     redis_server.hang()
     try:
@@ -359,7 +359,7 @@ def test_cluster_counts_leases_and_publishes_across_masters(
     rejoined = threading.Event()
     for name in names:
         a.watch(name, seen.append, rejoined.set)
-    assert rejoined.wait(DEADLINE)
+    assert a.wait_until_subscribed(DEADLINE)
     try:
         for name in names:
             a.fail(name, 0, 2, 0.001, 0, "503")
