@@ -7,13 +7,15 @@ words of the messages are for people and may change, so nothing here parses them
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from typing import Any, Callable
 
 from ..breaker import CircuitState, Transition
 from .tally import TransitionSeen
 
-__all__ = ["LogWatcher", "describe"]
+__all__ = ["LogWatcher", "describe", "watching"]
 
 
 def describe(transition: Transition, failure_threshold: int) -> TransitionSeen:
@@ -64,21 +66,17 @@ class LogWatcher(logging.Handler):
             self.handleError(record)
 
 
-class watching:
+@contextlib.contextmanager
+def watching(handler: logging.Handler) -> Iterator[None]:
     """Route the plugin's logger to ``handler`` alone while the block runs."""
-
-    def __init__(self, handler: logging.Handler) -> None:
-        self._handler = handler
-        self._logger = logging.getLogger("botocore_resilience")
-        self._saved = (self._logger.level, self._logger.propagate)
-
-    def __enter__(self) -> None:
-        self._saved = (self._logger.level, self._logger.propagate)
-        self._logger.addHandler(self._handler)
-        self._logger.setLevel(logging.INFO)
-        self._logger.propagate = False  # the timeline says it all; no second copy via root
-
-    def __exit__(self, *exc: object) -> None:
-        self._logger.removeHandler(self._handler)
-        self._logger.setLevel(self._saved[0])
-        self._logger.propagate = self._saved[1]
+    logger = logging.getLogger("botocore_resilience")
+    saved = logger.level, logger.propagate
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False  # the timeline says it all; no second copy via the root logger
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(saved[0])
+        logger.propagate = saved[1]

@@ -323,3 +323,20 @@ def test_the_run_header_says_how_the_plugin_is_installed_and_what_came_from_the_
         "sent",
         "circuit",
     ]
+
+
+def test_watching_routes_the_plugins_records_to_the_demo_and_restores_the_logger() -> None:
+    import logging
+
+    from botocore_resilience.demo.events import LogWatcher, watching
+    from botocore_resilience.logs import log_transition
+
+    seen: list[TransitionSeen] = []
+    logger = logging.getLogger("botocore_resilience")
+    before = logger.level, logger.propagate, list(logger.handlers)
+    watcher = LogWatcher(5, seen.append, lambda reason: None, lambda message: None)
+    with watching(watcher):
+        log_transition(_transition(CircuitState.CLOSED, CircuitState.OPEN, 5, "503 SlowDown"), 60)
+    log_transition(_transition(CircuitState.OPEN, CircuitState.HALF_OPEN, 0, ""), 60)
+    assert [(s.from_state, s.to_state) for s in seen] == [("CLOSED", "OPEN")]
+    assert (logger.level, logger.propagate, logger.handlers) == before
