@@ -109,7 +109,12 @@ def play_fleet(
             s3.reset()
             url = store.url if run.shared_store else None
             player = _FleetRun(run, options, console, s3, environ, bucket, size, url)
-            record = player.play()
+            try:
+                record = player.play()
+            except RuntimeError as error:  # a worker died or stopped answering
+                console.close()
+                print(str(error), file=stderr)
+                return 2
             records.append(record)
             console.lines(report.phase_table(record.phases))
             lines, ok = report.fleet_verdict(record, ok=run.ok)
