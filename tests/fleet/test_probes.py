@@ -11,7 +11,7 @@ from botocore_resilience.testing import SERVICE_UNAVAILABLE, LocalS3
 from .fleet import Worker, fleet
 from .redis_servers import RedisServer
 
-DEADLINE = 60.0
+DEADLINE = 120.0
 
 
 def _bucket(s3: LocalS3, workers: int) -> str:
@@ -78,8 +78,11 @@ def test_a_probing_process_killed_mid_probe_does_not_wedge_the_fleet(
     s3: LocalS3, redis_server: RedisServer
 ) -> None:
     bucket = _bucket(s3, 2)
-    options = _options(s3, bucket, redis_server, half_open_max_calls=1, success_threshold=2)
-    options["probe_lease"] = 3.0  # what its call may take at most (client timeouts)
+    # success_threshold beyond reach: the fleet stays half-open, probing one call at a time.
+    options = _options(s3, bucket, redis_server, half_open_max_calls=1, success_threshold=10_000)
+    # Short client timeouts: a probe's lease is what its call may take at most (the
+    # handlers size it from them), so the dead prober's slot comes back within seconds.
+    options["client_timeout"] = 2.0
     prober_options = {**options, "plan": "once", "threads": 1}
     with fleet(1, prober_options) as workers:
         (prober,) = workers.workers
@@ -101,9 +104,12 @@ def test_a_probing_process_killed_mid_probe_does_not_wedge_the_fleet(
         prober.kill()  # SIGKILL mid-probe: no outcome, no release, ever
         others: Worker = workers.add(options, key="w1")
         others.send("go")
-        # Its threads are rejected while the dead probe's lease holds the slot, then probe
-        # one at a time, and the fleet closes.
-        others.wait_for("transition", to="closed")
+        # Its threads are rejected while the dead probe's lease holds the slot, then probe,
+        # one at a time.
+        _wait_until(
+            lambda: sum(r.key == "w1" and r.status == 200 for r in s3.requests.records()) >= 3,
+            "three probes of the other process",
+        )
         others.send("stop")
         (summary,) = workers.summaries([others])
     assert s3.max_in_flight == 1
