@@ -326,4 +326,4 @@ def test_one_vocabulary_for_a_calls_result() -> None:
     assert RESULTS == ("success", "error", "circuit_open")
     from botocore_resilience import call_metrics
 
-    assert call_metrics.RESULTS == frozenset(RESULTS)
+    assert frozenset(RESULTS) == call_metrics.RESULTS
