@@ -4,6 +4,7 @@ WARNING), and the fleet shares its circuit again once the store answers."""
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from botocore_resilience.store import open_store, parse_state_url
@@ -59,10 +60,14 @@ def test_store_killed_and_restarted_mid_outage(s3: LocalS3, redis_server: RedisS
             worker.wait_for("transition", to="open")
         redis_server.start()  # same port, no data: the fleet's state was lost with it
         # They rejoin: the store answers, each process reads the fleet's state (closed,
-        # nothing is left), and the fleet counts its failures together again.
-        for worker in workers.workers:
-            worker.wait_for("transition", to="open")
-        assert redis_server.cli("hget", state_key(NAME), "st").strip() == "open"
+        # nothing is left), and the fleet counts its failures together again: the store
+        # holds the circuit open again. (A process that rejoins after that reads it open,
+        # as it already judged it: no transition to see there.)
+        _wait_for_store_state(redis_server, "open")
+        # And every process hears the fleet's changes again: an operator's close reaches all.
+        operator = open_store(parse_state_url(redis_server.url), 5.0)
+        _close_until_everyone_hears(workers, operator)
+        operator.close()
         workers.send("stop")
         summaries = workers.summaries()
     _check_no_call_failed_because_of_the_store(summaries)
@@ -97,6 +102,15 @@ def test_store_hung_mid_outage_then_resumed(s3: LocalS3, redis_server: RedisServ
     operator.close()
     _check_no_call_failed_because_of_the_store(summaries)
     assert _store_warnings(workers) == [[], [], []]
+
+
+def _wait_for_store_state(server: RedisServer, state: str) -> None:
+    pause = threading.Event()
+    for _ in range(3000):
+        if server.cli("hget", state_key(NAME), "st").strip() == state:
+            return
+        pause.wait(0.02)
+    raise AssertionError(f"the store never held {NAME} {state}")
 
 
 def _close_until_everyone_hears(workers: Fleet, operator: Any) -> None:
