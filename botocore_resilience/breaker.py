@@ -95,6 +95,7 @@ import contextlib
 import enum
 import math
 import random
+import weakref
 from dataclasses import dataclass, field
 from typing import Callable, Optional, Union
 
@@ -536,13 +537,18 @@ class CircuitBreaker:
 class _Mirror:
     """The breaker's side of the seam, handed to its backend (see the module docstring)."""
 
+    # A weak reference: breaker -> backend -> mirror -> breaker would be a cycle, and an
+    # evicted circuit would then wait for the cycle collector (long enough, at 10,000s of
+    # buckets, to grow the circuit registry's tables far past max_circuits).
     __slots__ = ("_breaker",)
 
     def __init__(self, breaker: CircuitBreaker) -> None:
-        self._breaker = breaker
+        self._breaker = weakref.ref(breaker)
 
     def mirror(self, view: View) -> None:
-        breaker = self._breaker
+        breaker = self._breaker()
+        if breaker is None:
+            return  # the circuit is gone; its backend outlived it (e.g. held by a store)
         breaker._generation = view.seq
         breaker._failures = view.failures
         breaker._state = view.state
@@ -555,7 +561,9 @@ class _Mirror:
     def announce(self, view: View) -> None:
         # Outside every lock: an observer may log, and a log handler may itself make an AWS
         # call through this very circuit.
-        breaker = self._breaker
+        breaker = self._breaker()
+        if breaker is None:
+            return
         if breaker._observer is not None and view.from_state is not None:
             open_for = 0.0
             if view.state is _OPEN:

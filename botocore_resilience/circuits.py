@@ -187,8 +187,13 @@ class Circuits:
             if victim is None:
                 self._ring.append(entry)
             else:
+                evicted = victim.breaker
                 victim.live = False
-                _holders.pop(victim.breaker, None)
+                # The breaker observes its entry: without this, breaker <-> entry is a cycle
+                # and every evicted circuit waits for the cycle collector (10,000s of them,
+                # with their states, under a stream of new bucket names).
+                del victim.breaker
+                _holders.pop(evicted, None)
                 del self._by_key[victim.key]
                 self._ring[self._hand] = entry
                 self._hand = (self._hand + 1) % len(self._ring)
@@ -196,7 +201,7 @@ class Circuits:
             # Told under the lock, so that an evicted name and the same name created
             # again reach the metrics in the order they happened.
             if victim is not None and self._on_removed is not None:
-                self._on_removed(victim.breaker)
+                self._on_removed(evicted)
             if self._on_created is not None:
                 self._on_created(entry.breaker)
         return entry.breaker
