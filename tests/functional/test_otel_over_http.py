@@ -155,7 +155,9 @@ def otel_points(reader: InMemoryMetricReader) -> tuple[Points, dict[str, str]]:
     data = reader.get_metrics_data()
     for resource_metrics in data.resource_metrics if data else ():
         for scope_metrics in resource_metrics.scope_metrics:
-            assert scope_metrics.scope.name == "botocore_resilience"
+            if scope_metrics.scope.name != "botocore_resilience":
+                # Newer SDKs also report on themselves (scope "opentelemetry-sdk").
+                continue
             assert scope_metrics.scope.version == botocore_resilience.__version__
             for metric in scope_metrics.metrics:
                 family = by_name[metric.name]
