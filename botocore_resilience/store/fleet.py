@@ -520,15 +520,21 @@ class FleetBreaker:
         return True
 
     def _on_published(self, fleet: FleetState) -> None:
-        if self._loaded:
-            self._apply(fleet)
+        # Applied even before the first read has answered: that read may have left the
+        # store before this change was made, and its older reply must not win (``_apply``
+        # keeps the newer of the two). Dropping the message would leave the mirror closed
+        # while the fleet is open or half-open, admitting every call unprobed.
+        self._apply(fleet)
 
     def _on_rejoin(self) -> None:
         # Whatever this process judged alone is forgotten: the fleet's state wins, and a
         # fresh local breaker is ready for the next time the store fails.
         if self._loaded or self._local.state is not CircuitState.CLOSED:
             self._local = CircuitBreaker(self._name, self._policy, self._clock, self._observer)
-            self._load()
+        # Read again even if this process has not read the fleet state yet: a first read
+        # may be on its way, made before the subscription existed, and a change published
+        # meanwhile reached nobody here.
+        self._load()
 
     def _apply(self, fleet: FleetState, *, unchanged_since: Optional[int] = None) -> None:
         """Make the mirror ``fleet`` unless it knows something newer. A load whose reply

@@ -102,3 +102,81 @@ def test_force_open_and_reset_act_on_the_fleet(breakers: Callable[..., FleetBrea
     b.reset()
     _wait(lambda: a.state is CircuitState.CLOSED and not a.forced, "a to hear of the reset")
     assert a.acquire() is not None
+
+
+class _HeldFirstRead:
+    """The store, with its first ``load`` reply held back until ``meanwhile`` has run: the
+    race of a process's first read with a change made elsewhere while the reply is on its
+    way (on a busy machine, the reply's thread may wait for a CPU for a long while)."""
+
+    def __init__(self, store: Any, meanwhile: Callable[[], None], *, subscribe: bool = True):
+        self._store = store
+        self._meanwhile: Any = meanwhile
+        self._subscribe = subscribe
+        self.rejoin: Callable[[], None] = lambda: None
+
+    def load(self, circuit: str) -> Any:
+        fleet = self._store.load(circuit)
+        meanwhile, self._meanwhile = self._meanwhile, None
+        if meanwhile is not None:
+            meanwhile()
+        return fleet
+
+    def watch(self, circuit: str, watcher: Any, on_rejoin: Callable[[], None]) -> None:
+        self.rejoin = on_rejoin
+        if self._subscribe:
+            self._store.watch(circuit, watcher, on_rejoin)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+
+def _open_stores(server: RedisServer) -> tuple[Any, Any]:
+    here, elsewhere = (open_store(parse_state_url(server.url), 2.0) for _ in range(2))
+    assert here.wait_until_subscribed(DEADLINE)
+    return here, elsewhere
+
+
+def test_an_opening_published_while_the_first_read_is_on_its_way_is_not_lost(
+    redis_server: RedisServer,
+) -> None:
+    here, elsewhere = _open_stores(redis_server)
+    heard = threading.Event()
+
+    def open_the_fleet_elsewhere() -> None:
+        assert elsewhere.fail(NAME, 0, 1, 30.0, 0.0, "503").state == "open"
+        assert heard.wait(DEADLINE)  # the breaker's watcher was told first
+
+    try:
+        store = _HeldFirstRead(here, open_the_fleet_elsewhere)
+        policy = BreakerPolicy(jitter=lambda: 0.0)
+        breaker = FleetBreaker(NAME, policy, FakeClock(), None, store)
+        here.watch(NAME, lambda fleet: heard.set() if fleet.state == "open" else None, lambda: None)
+        # The first read answers "closed", older than the opening heard meanwhile.
+        assert breaker.acquire() is None
+        assert breaker.state is CircuitState.OPEN
+    finally:
+        here.close()
+        elsewhere.close()
+
+
+def test_an_opening_made_before_the_subscription_and_after_the_first_read_is_not_lost(
+    redis_server: RedisServer,
+) -> None:
+    here, elsewhere = _open_stores(redis_server)
+    store: Any = None
+
+    def open_the_fleet_then_subscribe() -> None:
+        # Published before this process listened, so nobody here hears it; then the
+        # subscription comes up (rejoin) while the first read's reply is still on its way.
+        assert elsewhere.fail(NAME, 0, 1, 30.0, 0.0, "503").state == "open"
+        store.rejoin()
+
+    try:
+        store = _HeldFirstRead(here, open_the_fleet_then_subscribe, subscribe=False)
+        breaker = FleetBreaker(NAME, BreakerPolicy(jitter=lambda: 0.0), FakeClock(), None, store)
+        assert breaker.acquire() is None
+        assert breaker.state is CircuitState.OPEN
+    finally:
+        here.close()
+        elsewhere.close()
