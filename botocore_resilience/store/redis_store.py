@@ -295,8 +295,9 @@ class RedisStateStore:
     # -- going down and coming back ----------------------------------------------------
 
     def wait_until_subscribed(self, timeout: float) -> bool:
-        """Block until this process hears the store's published changes (for tools and
-        tests; calls never wait for it). ``False`` if ``timeout`` passed first."""
+        """Block until this process hears the store's published changes and every watched
+        circuit has read its fleet state again (for tools and tests; calls never wait for
+        it). ``False`` if ``timeout`` passed first."""
         return self._subscribed.wait(timeout)
 
     def _failed(self, error: BaseException) -> None:
@@ -410,10 +411,11 @@ class RedisStateStore:
                     pause = min(pause * 2, _MAX_PAUSE)
                     continue
                 pause = _FIRST_PAUSE
-                self._subscribed.set()
                 self._came_back()
                 # Anything published before the subscription was made is read again.
                 self._rejoin_all()
+                if self._up:  # only now: a waiter may rely on the circuits having re-read
+                    self._subscribed.set()
             try:
                 message = pubsub.get_message(timeout=_POLL)
             except Exception as error:
