@@ -22,7 +22,11 @@ def _options(s3: LocalS3, server: RedisServer, **install: Any) -> dict[str, Any]
     bucket = s3.create_bucket()
     for i in range(3):
         s3._internal_client().put_object(Bucket=bucket, Key=f"w{i}", Body=b"x")
-    settings = {"failure_threshold": 3, "state_url": server.url, **install}
+    # A patient state_timeout (the default, 0.05 s, is for production calls): on a busy
+    # machine a healthy store may take longer, and a timeout here would be one more
+    # WARNING than the test means to provoke. (A killed store refuses at once; a hung one
+    # still times out, after 2 s.)
+    settings = {"failure_threshold": 3, "state_url": server.url, "state_timeout": 2.0, **install}
     return {
         "endpoint": s3.endpoint_url,
         "bucket": bucket,
@@ -79,7 +83,7 @@ def test_store_killed_and_restarted_mid_outage(s3: LocalS3, redis_server: RedisS
 
 
 def test_store_hung_mid_outage_then_resumed(s3: LocalS3, redis_server: RedisServer) -> None:
-    options = _options(s3, redis_server, recovery_timeout=1.0, state_timeout=0.25)
+    options = _options(s3, redis_server, recovery_timeout=1.0)
     with fleet(3, options) as workers:
         s3.inject(SERVICE_UNAVAILABLE, times=None, operation="GetObject")
         workers.send("go")
