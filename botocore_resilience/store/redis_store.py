@@ -420,7 +420,10 @@ class RedisStateStore:
                 message = pubsub.get_message(timeout=_POLL)
             except Exception as error:
                 pubsub = _close_quietly(pubsub)
-                self._failed(error)
+                # Already down: an operation noticed first. One outage, one error counted,
+                # whichever of them the machine happened to run first.
+                if self._up:
+                    self._failed(error)
                 continue
             if message is not None and message.get("type") == "message":
                 try:

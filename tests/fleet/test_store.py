@@ -302,6 +302,49 @@ def test_a_dead_store_costs_one_failure_then_nothing_until_it_is_back(
     store.close()
 
 
+def test_an_outage_noticed_by_a_call_first_is_counted_once(
+    stores: Callable[..., RedisStateStore],
+    redis_server: RedisServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # On a busy machine the store's thread, woken by its subscription's end, may run only
+    # after a call noticed the outage. Held here as it wakes, it runs last, every time.
+    from redis.client import PubSub
+
+    armed, held, release = threading.Event(), threading.Event(), threading.Event()
+    get_message = PubSub.get_message
+
+    def held_when_it_fails(self: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return get_message(self, *args, **kwargs)
+        except Exception:
+            if armed.is_set():
+                armed.clear()
+                held.set()
+                release.wait(DEADLINE)
+            raise
+
+    monkeypatch.setattr(PubSub, "get_message", held_when_it_fails)
+    recorder = Recorder()
+    store = stores(recorder=recorder)
+    rejoined = threading.Event()
+    store.watch(NAME, lambda state: None, rejoined.set)
+    assert store.wait_until_subscribed(DEADLINE)
+    rejoined.clear()
+    armed.set()
+    redis_server.kill()
+    try:
+        assert held.wait(DEADLINE)
+        with pytest.raises(StoreUnavailable):
+            store.load(NAME)
+    finally:
+        release.set()
+    redis_server.start()
+    assert rejoined.wait(DEADLINE)  # the thread noticed, reconnected and rejoined
+    assert recorder.errors == ["connection"]
+    assert recorder.up == [True, False, True]
+
+
 def test_a_hung_store_times_out_and_is_rejoined_when_it_resumes(
     redis_server: RedisServer,
 ) -> None:
