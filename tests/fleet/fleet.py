@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from typing import Any, Optional
@@ -59,14 +60,17 @@ class Worker:
         self.process.stdin.flush()
 
     def wait_for(self, kind: str, deadline: float = DEADLINE, **match: Any) -> dict[str, Any]:
-        """The first event of ``kind`` (matching ``match``) not yet consumed; raises on timeout."""
+        """The first event of ``kind`` (matching ``match``) not yet consumed; raises if none
+        came within ``deadline`` seconds in all (other events arriving meanwhile do not
+        extend it: a worker whose circuit keeps moving would otherwise hold a caller forever)."""
         for event in self.seen:
             if event["ev"] == kind and all(event.get(k) == v for k, v in match.items()):
                 self.seen.remove(event)
                 return event
+        end = time.monotonic() + deadline
         while True:
             try:
-                event = self.events.get(timeout=deadline)
+                event = self.events.get(timeout=max(0.0, end - time.monotonic()))
             except queue.Empty:
                 raise AssertionError(
                     f"worker {self.index}: no {kind} {match} in {deadline} s; "

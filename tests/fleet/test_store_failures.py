@@ -117,11 +117,14 @@ def _wait_for_store_state(server: RedisServer, state: str) -> None:
     raise AssertionError(f"the store never held {NAME} {state}")
 
 
-def _close_until_everyone_hears(workers: Fleet, operator: Any) -> None:
+def _close_until_everyone_hears(workers: Fleet, operator: Any, attempts: int = 10) -> None:
     # A worker that has not rejoined yet misses a close; the store is asked again until
-    # each has heard one (each attempt is an ordinary operator action).
+    # each has heard one (each attempt is an ordinary operator action). Each wait is 2 s
+    # in all: the fleet reopens at once (the calls still fail), so a worker that missed a
+    # close goes on hearing open/half_open changes, and only another close can reach it.
+    # At most attempts x 2 s per deaf worker: a failure names it, well before pytest's timeout.
     pending = list(workers.workers)
-    while pending:
+    for _ in range(attempts):
         operator.force(NAME, "closed", "reset")
         still = []
         for worker in pending:
@@ -130,6 +133,10 @@ def _close_until_everyone_hears(workers: Fleet, operator: Any) -> None:
             except AssertionError:
                 still.append(worker)
         pending = still
+        if not pending:
+            return
+    deaf = "; ".join(f"worker {w.index} (last events: {w.seen[-6:]})" for w in pending)
+    raise AssertionError(f"never heard any of the operator's {attempts} closes: {deaf}")
 
 
 def test_the_password_never_shows_in_a_workers_logs_metrics_or_errors(
