@@ -53,8 +53,8 @@ DEFAULT_MAX_CIRCUITS = Settings.max_circuits  # the setting's default, written o
 # for this long: a registry full of open circuits must not cost a full sweep per call.
 _RESWEEP_AFTER = 1.0
 
-# Makes the breaker of a new circuit: CircuitBreaker itself, or one whose state lives in a
-# store shared by a fleet (botocore_resilience.store.fleet), which has the same interface.
+# Makes the breaker of a new circuit: CircuitBreaker itself, or a CircuitBreaker whose state
+# lives in a store shared by a fleet (its backend=, see botocore_resilience.store.backend).
 BreakerFactory = Callable[[str, BreakerPolicy, Clock, Observer], Any]
 
 Key = tuple[str, str, str]  # (service, region, operation or bucket or "")

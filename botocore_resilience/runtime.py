@@ -29,8 +29,8 @@ from collections.abc import Mapping
 from typing import Any, Callable, Optional
 
 from . import _fork
-from .breaker import BreakerPolicy, Transition
-from .circuits import Circuits
+from .breaker import BackendFactory, BreakerPolicy, CircuitBreaker, Transition
+from .circuits import BreakerFactory, Circuits
 from .clock import MONOTONIC, Clock, reader_of
 from .config import Settings, unknown_variable_warnings
 from .exposition import start_metrics_server
@@ -38,7 +38,7 @@ from .logs import logger
 from .metrics import MetricsSink, metrics_for
 from .observers import LogObserver, MetricsObserver, Observer, Observers, TransitionCallback
 from .retries import GapFiller
-from .store.wiring import fleet_breaker_factory
+from .store.wiring import shared_state_factory
 
 __all__ = ["Runtime", "build_runtime", "serve_metrics"]
 
@@ -232,6 +232,17 @@ _shared: weakref.WeakValueDictionary[tuple[Any, ...], Circuits] = weakref.WeakVa
 _shared_lock = _fork.new_lock()
 
 
+def _breakers_on(backend: BackendFactory) -> BreakerFactory:
+    """Circuits whose state lives where ``backend`` keeps it (the same policy as ever)."""
+
+    def make(
+        name: str, policy: BreakerPolicy, clock: Clock, observer: Callable[[Transition], None]
+    ) -> CircuitBreaker:
+        return CircuitBreaker(name, policy, clock, observer, backend=backend)
+
+    return make
+
+
 def _circuits(
     settings: Settings,
     clock: Clock,
@@ -261,7 +272,8 @@ def _circuits(
         listener,
     )
     # Raises ConfigurationError (before anything is registered) without redis-py.
-    factory = fleet_breaker_factory(settings, registry=registry, metrics=metrics is not None)
+    backend = shared_state_factory(settings, registry=registry, metrics=metrics is not None)
+    factory = None if backend is None else _breakers_on(backend)
     with _shared_lock:
         circuits = _shared.get(key)
         if circuits is None:

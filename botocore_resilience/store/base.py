@@ -4,6 +4,11 @@ A store keeps one :class:`FleetState` per circuit and changes it only through th
 operations of :class:`StateStore`, each one atomic in the store and timed on the
 store's clock. Every change is also broadcast to every process that listens, as the
 same :class:`FleetState` the caller got back.
+
+The operations are policy-free: they count, lease probe slots and make the transition a
+caller asks for if its ``seq`` is still current. When to open or close is the breaker's
+policy, in each process (``botocore_resilience.breaker``), which reaches the store through
+:class:`~botocore_resilience.store.backend.SharedState`.
 """
 
 from __future__ import annotations
@@ -44,6 +49,8 @@ class FleetState:
     version: int
     failures: int
     successes: int = 0
+    reopenings: int = 0
+    """Half-open periods that failed in a row since the circuit last closed."""
     remaining: float = 0.0
     """Seconds until a probe may go (``open`` only)."""
     probes: int = 0
@@ -51,9 +58,12 @@ class FleetState:
     from_state: Optional[str] = None
     """The state before, when the operation that produced this made a transition."""
     granted: bool = False
-    """A ``probe`` operation got a slot."""
+    """An ``admit`` operation got a probe slot."""
     wait: float = 0.0
-    """A ``probe`` operation found every slot taken: seconds until the first lease expires."""
+    """An ``admit`` operation found every slot taken: seconds until the first lease expires."""
+    applied: bool = False
+    """The operation did what it asked: its ``seq`` was current (a ``move``, a count), or
+    the probe's outcome counted (``finish_probe``)."""
     cause: str = ""
 
     @classmethod
@@ -67,11 +77,13 @@ class FleetState:
             version=int(data["ver"]),
             failures=int(data["fails"]),
             successes=int(data.get("succ", 0)),
+            reopenings=int(data.get("reop", 0)),
             remaining=float(data.get("rem", 0)) / 1000.0,
             probes=int(data.get("probes", 0)),
             from_state=str(from_state) if from_state else None,
             granted=bool(data.get("g", 0)),
             wait=float(data.get("wait", 0)) / 1000.0,
+            applied=bool(data.get("ok", 0)),
             cause=str(data.get("cause", "")),
         )
 
@@ -92,26 +104,33 @@ class StateStore(Protocol):
 
     def load(self, circuit: str) -> FleetState: ...
 
-    def fail(
-        self, circuit: str, seq: int, threshold: int, period: float, jitter: float, cause: str
-    ) -> FleetState: ...
+    def add_failure(self, circuit: str, seq: int) -> FleetState:
+        """One more consecutive failure while closed, if ``seq`` is current (never a move)."""
+        ...
 
-    def succeed(self, circuit: str, seq: int) -> FleetState: ...
+    def clear_failures(self, circuit: str, seq: int) -> FleetState:
+        """The consecutive count starts again, if ``seq`` is current."""
+        ...
 
-    def probe(self, circuit: str, max_calls: int, lease: float, token: str) -> FleetState: ...
+    def move(
+        self, circuit: str, seq: int, to: str, cause: str, open_for: float, forced: bool
+    ) -> FleetState:
+        """The transition to ``to`` (``closed``, ``open``, ``half_open``) if ``seq`` is still
+        current (compare-and-set; ``applied`` says whether it was); ``open_for``: seconds."""
+        ...
 
-    def finish(
-        self,
-        circuit: str,
-        seq: int,
-        token: str,
-        failed: bool,
-        success_threshold: int,
-        period: float,
-        period_max: float,
-        jitter: float,
-        cause: str,
-    ) -> FleetState: ...
+    def admit(self, circuit: str, max_calls: int, lease: float, token: str) -> FleetState:
+        """Closed: nothing to do. Open and its period over (store's clock): half-open. Then
+        a probe slot leased to ``token`` for ``lease`` seconds if one is free (``granted``),
+        else ``wait``: seconds until the first lease ends."""
+        ...
+
+    def finish_probe(
+        self, circuit: str, seq: int, token: str, succeeded: Optional[bool]
+    ) -> FleetState:
+        """Free ``token``'s slot; count its success or failure (``None``: neither) if its
+        half-open period ``seq`` is current and it still held its slot (``applied``)."""
+        ...
 
     def lease(self, circuit: str, token: str, seconds: float) -> FleetState:
         """Let the probe ``token`` keep its slot for ``seconds`` from now."""

@@ -151,41 +151,27 @@ class RedisStateStore:
     def load(self, circuit: str) -> FleetState:
         return self._run(circuit, "load")
 
-    def fail(
-        self, circuit: str, seq: int, threshold: int, period: float, jitter: float, cause: str
+    def add_failure(self, circuit: str, seq: int) -> FleetState:
+        return self._run(circuit, "add_failure", seq)
+
+    def clear_failures(self, circuit: str, seq: int) -> FleetState:
+        return self._run(circuit, "clear_failures", seq)
+
+    def move(
+        self, circuit: str, seq: int, to: str, cause: str, open_for: float, forced: bool
     ) -> FleetState:
-        return self._run(circuit, "fail", seq, threshold, _ms(period), _fraction(jitter), cause)
+        if to not in ("closed", "open", "half_open"):
+            raise ValueError(f"to must be 'closed', 'open' or 'half_open', not {to!r}")
+        return self._run(circuit, "move", seq, to, cause, _ms(open_for), 1 if forced else 0)
 
-    def succeed(self, circuit: str, seq: int) -> FleetState:
-        return self._run(circuit, "succeed", seq)
+    def admit(self, circuit: str, max_calls: int, lease: float, token: str) -> FleetState:
+        return self._run(circuit, "admit", max_calls, _ms(lease), token)
 
-    def probe(self, circuit: str, max_calls: int, lease: float, token: str) -> FleetState:
-        return self._run(circuit, "probe", max_calls, _ms(lease), token)
-
-    def finish(
-        self,
-        circuit: str,
-        seq: int,
-        token: str,
-        failed: bool,
-        success_threshold: int,
-        period: float,
-        period_max: float,
-        jitter: float,
-        cause: str,
+    def finish_probe(
+        self, circuit: str, seq: int, token: str, succeeded: Optional[bool]
     ) -> FleetState:
-        return self._run(
-            circuit,
-            "finish",
-            seq,
-            token,
-            "failure" if failed else "success",
-            success_threshold,
-            _ms(period),
-            _ms(max(period, period_max)),
-            _fraction(jitter),
-            cause,
-        )
+        result = "none" if succeeded is None else "success" if succeeded else "failure"
+        return self._run(circuit, "finish_probe", seq, token, result)
 
     def lease(self, circuit: str, token: str, seconds: float) -> FleetState:
         return self._run(circuit, "lease", token, _ms(seconds))
@@ -453,10 +439,6 @@ class RedisStateStore:
 
 def _ms(seconds: float) -> int:
     return max(1, round(seconds * 1000))
-
-
-def _fraction(value: float) -> str:
-    return f"{min(max(value, 0.0), 0.1):.6f}"
 
 
 def _safely(callback: Callable[..., None], *args: Any) -> None:

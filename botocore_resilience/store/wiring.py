@@ -1,27 +1,26 @@
 """How an installation gets fleet circuits: one store per URL per process, shared.
 
-:func:`fleet_breaker_factory` is what the runtime asks when it builds circuits: ``None``
+:func:`shared_state_factory` is what the runtime asks when it builds circuits: ``None``
 without ``state_url`` (circuits live in the process), else a factory of
-:class:`~botocore_resilience.store.fleet.FleetBreaker` on the process's one store for
-that URL and timeout (one connection pool, one background thread, however many
-installations name it).
+:class:`~botocore_resilience.store.backend.SharedState` backends (the breaker's
+``backend=``) on the process's one store for that URL and timeout (one connection pool,
+one background thread, however many installations name it).
 """
 
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
-from ..breaker import BreakerPolicy, Transition
+from ..breaker import BackendFactory
 from ..clock import Clock
 from ..config import Settings
 from ..errors import ConfigurationError
+from ..state import Mirror, StateBackend
 from .base import StateStore
 from .metrics import StoreMetrics, store_metrics_for
 
-__all__ = ["fleet_breaker_factory", "store_for"]
-
-Factory = Callable[[str, BreakerPolicy, Clock, Optional[Callable[[Transition], None]]], Any]
+__all__ = ["shared_state_factory", "store_for"]
 
 
 class _Fanout:
@@ -85,23 +84,19 @@ def store_for(settings: Settings, metrics: Optional[StoreMetrics] = None) -> Sta
         return store
 
 
-def fleet_breaker_factory(
+def shared_state_factory(
     settings: Settings, *, registry: Any = None, metrics: bool = True
-) -> Optional[Factory]:
-    """A factory of fleet breakers for ``settings``, or ``None`` without ``state_url``."""
+) -> Optional[BackendFactory]:
+    """A factory of store-backed circuit states for ``settings`` (what
+    ``CircuitBreaker(..., backend=)`` takes), or ``None`` without ``state_url``."""
     if settings.state_url is None:
         return None
-    from .fleet import FleetBreaker
+    from .backend import SharedState
 
     sink = store_metrics_for(registry, settings.metrics_namespace) if metrics else None
     store = store_for(settings, sink)
 
-    def make(
-        name: str,
-        policy: BreakerPolicy,
-        clock: Clock,
-        observer: Optional[Callable[[Transition], None]],
-    ) -> FleetBreaker:
-        return FleetBreaker(name, policy, clock, observer, store)
+    def make(name: str, clock: Clock, mirror: Mirror) -> StateBackend:
+        return SharedState(name, clock, mirror, store)
 
     return make

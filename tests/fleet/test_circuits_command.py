@@ -28,8 +28,9 @@ def test_list_open_and_close_act_on_the_fleet(tmp_path: Any) -> None:
     try:
         store = open_store(parse_state_url(server.url), 2.0)
         for _ in range(5):
-            store.fail("s3/us-east-1", 0, 5, 60, 0, "503")
-        store.fail("dynamodb/eu-west-1", 0, 5, 60, 0, "503")
+            store.add_failure("s3/us-east-1", 0)
+        store.move("s3/us-east-1", 0, "open", "503", 60.0, False)
+        store.add_failure("dynamodb/eu-west-1", 0)
 
         status, out, err = _run(url=server.url)
         assert status == 0, err
@@ -54,7 +55,7 @@ def test_list_open_and_close_act_on_the_fleet(tmp_path: Any) -> None:
                 "probes_in_flight": 0,
             }
         ]
-        assert not store.probe("dynamodb/eu-west-1", 1, 60, "t").granted  # no probe, ever
+        assert not store.admit("dynamodb/eu-west-1", 1, 60, "t").granted  # no probe, ever
         store.close()
     finally:
         server.stop()

@@ -1,18 +1,30 @@
-"""FleetBreaker on a real ``redis-server``, two stores standing for two processes: the
-hot path makes no round trip, the failure rate opens the fleet's circuit, overrides act
-on the fleet. (The claims about separate processes are in test_fleet.py.)"""
+"""The breaker with its state in the store (``CircuitBreaker(..., backend=)`` on
+:class:`~botocore_resilience.store.backend.SharedState`) on a real ``redis-server``; two
+stores stand for two processes. The policy is the in-process breaker's own: the hot path
+makes no round trip, the failure rate and growing open periods work fleet-wide, overrides
+act on the fleet, and a store that fails leaves a local state serving. (The claims about
+separate processes are in test_fleet.py.)"""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import pytest
 
-from botocore_resilience.breaker import BreakerPolicy, CircuitState, Outcome
-from botocore_resilience.store import open_store, parse_state_url
-from botocore_resilience.store.fleet import FleetBreaker
+from botocore_resilience.breaker import (
+    BreakerPolicy,
+    CircuitBreaker,
+    CircuitState,
+    Outcome,
+    Transition,
+)
+from botocore_resilience.local_state import LocalState
+from botocore_resilience.state import Mirror
+from botocore_resilience.store import StateStore, open_store, parse_state_url
+from botocore_resilience.store.backend import SharedState
+from botocore_resilience.store.keys import state_key
 from botocore_resilience.testing import FakeClock
 
 from .redis_servers import RedisServer
@@ -28,15 +40,31 @@ def _evals(server: RedisServer) -> int:
     return 0
 
 
+def on_store(
+    store: Any,
+    clock: Optional[FakeClock] = None,
+    observer: Optional[Callable[[Transition], None]] = None,
+    **policy: Any,
+) -> CircuitBreaker:
+    """A breaker whose state lives in ``store``: the in-process policy, another backend."""
+    policy.setdefault("jitter", lambda: 0.0)
+
+    def backend(name: str, clock: Any, mirror: Mirror) -> SharedState:
+        return SharedState(name, clock, mirror, store)
+
+    return CircuitBreaker(
+        NAME, BreakerPolicy(**policy), clock or FakeClock(), observer, backend=backend
+    )
+
+
 @pytest.fixture
-def breakers(redis_server: RedisServer) -> Iterator[Callable[..., FleetBreaker]]:
+def breakers(redis_server: RedisServer) -> Iterator[Callable[..., CircuitBreaker]]:
     stores: list[Any] = []
 
-    def make(**policy: Any) -> FleetBreaker:
+    def make(**policy: Any) -> CircuitBreaker:
         store = open_store(parse_state_url(redis_server.url), 2.0)
         stores.append(store)
-        policy.setdefault("jitter", lambda: 0.0)
-        return FleetBreaker(NAME, BreakerPolicy(**policy), FakeClock(), None, store)
+        return on_store(store, **policy)
 
     yield make
     for store in stores:
@@ -53,7 +81,7 @@ def _wait(predicate: Callable[[], bool], what: str) -> None:
 
 
 def test_a_healthy_call_makes_no_store_round_trip(
-    breakers: Callable[..., FleetBreaker], redis_server: RedisServer
+    breakers: Callable[..., CircuitBreaker], redis_server: RedisServer
 ) -> None:
     breaker = breakers()
     breaker.record(breaker.acquire(), Outcome.SUCCESS)  # first use: reads the fleet state
@@ -66,7 +94,7 @@ def test_a_healthy_call_makes_no_store_round_trip(
 
 
 def test_a_success_with_failures_pending_elsewhere_resets_the_fleet(
-    breakers: Callable[..., FleetBreaker],
+    breakers: Callable[..., CircuitBreaker],
 ) -> None:
     a, b = breakers(failure_threshold=3), breakers(failure_threshold=3)
     b.record(b.acquire(), Outcome.SUCCESS)
@@ -80,7 +108,7 @@ def test_a_success_with_failures_pending_elsewhere_resets_the_fleet(
 
 
 def test_the_failure_rate_of_one_process_opens_the_fleet(
-    breakers: Callable[..., FleetBreaker],
+    breakers: Callable[..., CircuitBreaker],
 ) -> None:
     a = breakers(failure_threshold=100, failure_rate=50, minimum_calls=4)
     b = breakers(failure_threshold=100, failure_rate=50, minimum_calls=4)
@@ -92,7 +120,7 @@ def test_the_failure_rate_of_one_process_opens_the_fleet(
     assert b.acquire() is None
 
 
-def test_force_open_and_reset_act_on_the_fleet(breakers: Callable[..., FleetBreaker]) -> None:
+def test_force_open_and_reset_act_on_the_fleet(breakers: Callable[..., CircuitBreaker]) -> None:
     a, b = breakers(), breakers()
     b.record(b.acquire(), Outcome.SUCCESS)
     a.force_open()
@@ -144,13 +172,12 @@ def test_an_opening_published_while_the_first_read_is_on_its_way_is_not_lost(
     heard = threading.Event()
 
     def open_the_fleet_elsewhere() -> None:
-        assert elsewhere.fail(NAME, 0, 1, 30.0, 0.0, "503").state == "open"
+        assert elsewhere.move(NAME, 0, "open", "503", 30.0, False).state == "open"
         assert heard.wait(DEADLINE)  # the breaker's watcher was told first
 
     try:
         store = _HeldFirstRead(here, open_the_fleet_elsewhere)
-        policy = BreakerPolicy(jitter=lambda: 0.0)
-        breaker = FleetBreaker(NAME, policy, FakeClock(), None, store)
+        breaker = on_store(store)
         here.watch(NAME, lambda fleet: heard.set() if fleet.state == "open" else None, lambda: None)
         # The first read answers "closed", older than the opening heard meanwhile.
         assert breaker.acquire() is None
@@ -169,14 +196,161 @@ def test_an_opening_made_before_the_subscription_and_after_the_first_read_is_not
     def open_the_fleet_then_subscribe() -> None:
         # Published before this process listened, so nobody here hears it; then the
         # subscription comes up (rejoin) while the first read's reply is still on its way.
-        assert elsewhere.fail(NAME, 0, 1, 30.0, 0.0, "503").state == "open"
+        assert elsewhere.move(NAME, 0, "open", "503", 30.0, False).state == "open"
         store.rejoin()
 
     try:
         store = _HeldFirstRead(here, open_the_fleet_then_subscribe, subscribe=False)
-        breaker = FleetBreaker(NAME, BreakerPolicy(jitter=lambda: 0.0), FakeClock(), None, store)
+        breaker = on_store(store)
         assert breaker.acquire() is None
         assert breaker.state is CircuitState.OPEN
     finally:
         here.close()
         elsewhere.close()
+
+
+def test_the_policy_is_the_breakers_own_and_only_the_state_is_shared(
+    breakers: Callable[..., CircuitBreaker], redis_server: RedisServer
+) -> None:
+    a = breakers(failure_threshold=3)
+    b = breakers(failure_threshold=3)
+    assert type(a) is CircuitBreaker
+    assert isinstance(a.backend, SharedState)
+    for breaker in (a, b, a):  # three failures, counted across both
+        breaker.record(breaker.acquire(), Outcome.FAILURE, "503")
+    assert a.state is CircuitState.OPEN
+    _wait(lambda: b.state is CircuitState.OPEN, "b to hear of the opening")
+    assert redis_server.cli("hget", state_key(NAME), "st").strip() == "open"
+    assert b.acquire() is None  # rejected from the mirror: the open period is the store's
+
+
+def test_the_open_period_grows_with_failed_probes_anywhere_in_the_fleet(
+    redis_server: RedisServer,
+) -> None:
+    stores = [open_store(parse_state_url(redis_server.url), 2.0) for _ in range(2)]
+    clocks = [FakeClock(), FakeClock()]
+    policy = {"failure_threshold": 1, "recovery_timeout": 0.05, "recovery_timeout_max": 0.4}
+    a, b = (on_store(store, clock, **policy) for store, clock in zip(stores, clocks))
+
+    def open_for_ms() -> int:
+        return int(redis_server.cli("hget", state_key(NAME), "open_for"))
+
+    def fail_a_probe(breaker: CircuitBreaker, clock: FakeClock) -> None:
+        permit: list[Any] = [None]
+
+        def probe() -> bool:
+            clock.advance(1.0)  # past the mirror's open period: the store's clock decides
+            permit[0] = breaker.acquire()
+            return permit[0] is not None
+
+        _wait(probe, "a probe to be admitted")
+        assert permit[0].is_probe
+        breaker.record(permit[0], Outcome.FAILURE, "503")
+
+    try:
+        a.record(a.acquire(), Outcome.FAILURE, "503")
+        assert open_for_ms() == 50
+        fail_a_probe(b, clocks[1])  # b's failed probe: reopenings 1 in the store
+        assert open_for_ms() == 100
+        fail_a_probe(a, clocks[0])  # a reads the reopenings b made: 2
+        assert open_for_ms() == 200
+        fail_a_probe(b, clocks[1])
+        assert open_for_ms() == 400  # recovery_timeout_max
+        assert int(redis_server.cli("hget", state_key(NAME), "reop")) == 3
+    finally:
+        for store in stores:
+            store.close()
+
+
+def test_while_the_store_is_down_a_fresh_local_state_serves_and_the_fleet_wins_after(
+    redis_server: RedisServer,
+) -> None:
+    store = open_store(parse_state_url(redis_server.url), 2.0)
+    seen: list[Transition] = []
+    breaker = on_store(store, observer=seen.append, failure_threshold=2)
+    backend = breaker.backend
+    assert isinstance(backend, SharedState)
+    try:
+        breaker.force_open()
+        breaker.reset()  # the fleet's seq is 2 now, a fresh local state's 0
+        assert store.wait_until_subscribed(DEADLINE)
+        assert backend.fleet_wide
+        del seen[:]
+        redis_server.kill()
+        _wait(lambda: not store.available, "the store's thread to notice")
+        # The first failure finds the store down: it is counted by a fresh local state.
+        breaker.record(breaker.acquire(), Outcome.FAILURE, "503")
+        assert not backend.fleet_wide
+        assert type(backend._local) is LocalState
+        breaker.record(breaker.acquire(), Outcome.FAILURE, "503")
+        assert breaker.state is CircuitState.OPEN  # judged by this process alone
+        assert breaker.acquire() is None
+        assert [(t.from_state, t.to_state) for t in seen] == [
+            (CircuitState.CLOSED, CircuitState.OPEN)
+        ]
+        redis_server.start()  # same port, no data: the fleet's circuit is closed
+        _wait(lambda: backend.fleet_wide, "the rejoin")
+        _wait(lambda: breaker.state is CircuitState.CLOSED, "the fleet's state to win")
+        assert seen[-1].to_state is CircuitState.CLOSED
+        assert breaker.acquire() is not None
+    finally:
+        store.close()
+
+
+def test_a_store_that_fails_again_gets_a_fresh_local_state(redis_server: RedisServer) -> None:
+    store = open_store(parse_state_url(redis_server.url), 2.0)
+    breaker = on_store(store, failure_threshold=5)
+    backend = breaker.backend
+    assert isinstance(backend, SharedState)
+    try:
+        breaker.record(breaker.acquire(), Outcome.SUCCESS)
+        assert store.wait_until_subscribed(DEADLINE)
+        locals_seen = []
+        for _ in range(2):
+            redis_server.kill()
+            breaker.record(breaker.acquire(), Outcome.FAILURE, "503")
+            locals_seen.append(backend._local)
+            assert breaker.consecutive_failures == 1  # from scratch, this failure only
+            redis_server.start()
+            _wait(lambda: backend.fleet_wide, "the rejoin")
+        assert locals_seen[0] is not locals_seen[1]
+    finally:
+        store.close()
+
+
+def test_no_store_round_trip_while_the_mirror_knows_the_circuit_is_open(
+    breakers: Callable[..., CircuitBreaker], redis_server: RedisServer
+) -> None:
+    breaker = breakers(failure_threshold=1, recovery_timeout=60)
+    breaker.record(breaker.acquire(), Outcome.FAILURE, "503")
+    assert breaker.state is CircuitState.OPEN
+    before = _evals(redis_server)
+    for _ in range(100):
+        assert breaker.acquire() is None
+    assert _evals(redis_server) - before <= 1  # at most the rejoin's read
+
+
+class _Unavailable:
+    """A store that is down from the start (never answered)."""
+
+    available = False
+
+    def watch(self, *args: Any) -> None:
+        pass
+
+    def __getattr__(self, name: str) -> Any:
+        from botocore_resilience.store import StoreUnavailable
+
+        def unavailable(*args: Any, **kwargs: Any) -> Any:
+            raise StoreUnavailable("down")
+
+        return unavailable
+
+
+def test_a_process_that_starts_while_the_store_is_down_judges_alone() -> None:
+    store: StateStore = _Unavailable()  # type: ignore[assignment]
+    breaker = on_store(store, failure_threshold=2)
+    for _ in range(2):
+        breaker.record(breaker.acquire(), Outcome.FAILURE, "503")
+    assert breaker.state is CircuitState.OPEN
+    assert breaker.acquire() is None

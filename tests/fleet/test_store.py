@@ -70,45 +70,59 @@ def _wait_for(predicate: Callable[[], bool], what: str) -> None:
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def test_failures_are_counted_across_stores_and_open_once(
+def test_failures_are_counted_across_stores_and_only_the_current_seq_moves(
     stores: Callable[..., RedisStateStore],
 ) -> None:
     a, b = stores(), stores()
-    assert a.fail(NAME, 0, 3, 60, 0, "503").failures == 1
-    assert b.fail(NAME, 0, 3, 60, 0, "503").failures == 2
-    opened = a.fail(NAME, 0, 3, 60, 0, "503 SlowDown")
-    assert (opened.state, opened.from_state, opened.seq) == ("open", "closed", 1)
+    assert a.add_failure(NAME, 0).failures == 1
+    assert b.add_failure(NAME, 0).failures == 2
+    assert a.load(NAME).state == "closed"  # counting never moves: the policy decides
+    opened = a.move(NAME, 0, "open", "503 SlowDown", 60.0, False)
+    assert (opened.state, opened.from_state, opened.seq, opened.applied) == (
+        "open",
+        "closed",
+        1,
+        True,
+    )
     assert opened.cause == "503 SlowDown"
     assert opened.remaining == 60.0  # measured on the store's clock, in the same script
+    # The same decision made elsewhere on the same seq comes second: compare-and-set.
+    second = b.move(NAME, 0, "open", "503", 60.0, False)
+    assert (second.applied, second.seq, second.from_state) == (False, 1, None)
     # A failure of the closed generation that arrives late changes nothing.
-    late = b.fail(NAME, 0, 3, 60, 0, "503")
-    assert (late.state, late.seq, late.failures, late.from_state) == ("open", 1, 3, None)
+    late = b.add_failure(NAME, 0)
+    assert (late.applied, late.state, late.seq, late.failures) == (False, "open", 1, 2)
 
 
 def test_a_success_anywhere_resets_the_count(stores: Callable[..., RedisStateStore]) -> None:
     a, b = stores(), stores()
-    a.fail(NAME, 0, 3, 60, 0, "503")
-    a.fail(NAME, 0, 3, 60, 0, "503")
-    assert b.succeed(NAME, 0).failures == 0
-    assert a.fail(NAME, 0, 3, 60, 0, "503").state == "closed"
+    a.add_failure(NAME, 0)
+    a.add_failure(NAME, 0)
+    cleared = b.clear_failures(NAME, 0)
+    assert (cleared.failures, cleared.applied) == (0, True)
+    assert a.add_failure(NAME, 0).failures == 1
 
 
-def test_concurrent_failures_open_exactly_once(stores: Callable[..., RedisStateStore]) -> None:
+def test_concurrent_failures_count_each_and_concurrent_moves_happen_once(
+    stores: Callable[..., RedisStateStore],
+) -> None:
     store_list = [stores() for _ in range(4)]
     with ThreadPoolExecutor(16) as pool:
-        results = list(
+        counts = list(pool.map(lambda i: store_list[i % 4].add_failure(NAME, 0), range(64)))
+        moves = list(
             pool.map(
-                lambda i: store_list[i % 4].fail(NAME, 0, 5, 60, 0, "503"),
-                range(64),
+                lambda i: store_list[i % 4].move(NAME, 0, "open", "503", 60.0, False), range(16)
             )
         )
-    openings = [r for r in results if r.from_state == "closed"]
-    assert len(openings) == 1
-    assert sorted(r.failures for r in results if r.state == "closed") == [1, 2, 3, 4]
+    assert sorted(r.failures for r in counts) == list(range(1, 65))
+    assert len([r for r in moves if r.applied]) == 1
+    assert {r.seq for r in moves} == {1}
 
 
 def _open(store: RedisStateStore, period: float = 0.001) -> FleetState:
-    return store.fail(NAME, 0, 1, period, 0, "503")
+    opened = store.move(NAME, store.load(NAME).seq, "open", "503", period, False)
+    assert opened.applied
+    return opened
 
 
 def _half_open(store: RedisStateStore, token: str, max_calls: int = 1) -> FleetState:
@@ -116,11 +130,28 @@ def _half_open(store: RedisStateStore, token: str, max_calls: int = 1) -> FleetS
     result: list[FleetState] = []
 
     def granted() -> bool:
-        result[:] = [store.probe(NAME, max_calls, 60, token)]
+        result[:] = [store.admit(NAME, max_calls, 60, token)]
         return result[0].state != "open"
 
     _wait_for(granted, "the open period to end")
     return result[0]
+
+
+def test_admit_on_a_closed_circuit_changes_nothing(
+    stores: Callable[..., RedisStateStore],
+) -> None:
+    closed = stores().admit(NAME, 1, 60, "t")
+    assert (closed.state, closed.granted, closed.probes) == ("closed", False, 0)
+
+
+def test_an_open_circuit_admits_nothing_until_its_period_ends_on_the_store_clock(
+    stores: Callable[..., RedisStateStore],
+) -> None:
+    a = stores()
+    _open(a, period=60.0)
+    refused = a.admit(NAME, 1, 60, "t")
+    assert (refused.state, refused.granted) == ("open", False)
+    assert 59 < refused.remaining <= 60
 
 
 def test_probes_are_leased_fleet_wide(stores: Callable[..., RedisStateStore]) -> None:
@@ -128,9 +159,9 @@ def test_probes_are_leased_fleet_wide(stores: Callable[..., RedisStateStore]) ->
     _open(a)
     first = _half_open(a, "a-1", max_calls=2)
     assert (first.state, first.granted, first.from_state) == ("half_open", True, "open")
-    second = b.probe(NAME, 2, 60, "b-1")
+    second = b.admit(NAME, 2, 60, "b-1")
     assert second.granted
-    third = b.probe(NAME, 2, 60, "b-2")
+    third = b.admit(NAME, 2, 60, "b-2")
     assert not third.granted
     assert 59 < third.wait <= 60  # until the first lease ends
     assert third.probes == 2
@@ -141,49 +172,64 @@ def test_a_lost_probe_frees_its_slot_when_its_lease_ends(
 ) -> None:
     a, b = stores(), stores()
     _open(a)
-    assert _half_open(a, "lost", max_calls=1).granted
+    lost = _half_open(a, "lost", max_calls=1)
+    assert lost.granted
     a.lease(NAME, "lost", 0.05)  # the caller said its call may take 50 ms at most
     # Its owner never reports (killed): once the lease ran out on the store's clock, the
     # slot goes to someone else.
-    _wait_for(lambda: b.probe(NAME, 1, 60, "b-2").granted, "the lease to run out")
+    _wait_for(lambda: b.admit(NAME, 1, 60, "b-2").granted, "the lease to run out")
     # ... and the late outcome of the lost probe changes nothing.
-    late = a.finish(NAME, 2, "lost", True, 2, 60, 60, 0, "503")
-    assert (late.state, late.from_state) == ("half_open", None)
+    late = a.finish_probe(NAME, lost.seq, "lost", False)
+    assert (late.applied, late.state, late.failures) == (False, "half_open", 0)
     assert redis_server.cli("zcard", probes_key(NAME)).strip() == "1"
 
 
-def test_probes_close_after_success_threshold(stores: Callable[..., RedisStateStore]) -> None:
+def test_probe_outcomes_count_in_their_period_and_slots_outlive_it(
+    stores: Callable[..., RedisStateStore],
+) -> None:
     a, b = stores(), stores()
     _open(a)
     p1 = _half_open(a, "a-1", max_calls=2)
-    b.probe(NAME, 2, 60, "b-1")
-    after_one = a.finish(NAME, p1.seq, "a-1", False, 2, 60, 60, 0, "2 successful probes")
-    assert (after_one.state, after_one.successes) == ("half_open", 1)
-    closed = b.finish(NAME, p1.seq, "b-1", False, 2, 60, 60, 0, "2 successful probes")
-    assert (closed.state, closed.from_state, closed.failures) == ("closed", "half_open", 0)
-    assert closed.seq == p1.seq + 1
+    assert b.admit(NAME, 2, 60, "b-1").granted
+    after_one = a.finish_probe(NAME, p1.seq, "a-1", True)
+    assert (after_one.applied, after_one.state, after_one.successes) == (True, "half_open", 1)
+    # The policy closes (a move); b's probe, still in flight, keeps its slot ...
+    closed = a.move(NAME, p1.seq, "closed", "1 successful probes", 0.0, False)
+    assert (closed.state, closed.from_state, closed.failures, closed.probes) == (
+        "closed",
+        "half_open",
+        0,
+        1,
+    )
+    # ... and its outcome, from a period that is over, frees it and counts nothing.
+    late = b.finish_probe(NAME, p1.seq, "b-1", False)
+    assert (late.applied, late.state, late.failures, late.probes) == (False, "closed", 0, 0)
 
 
-def test_a_failed_probe_reopens_for_a_doubled_period_up_to_the_maximum(
+def test_reopenings_grow_with_each_failed_half_open_period_and_reset_on_close(
     stores: Callable[..., RedisStateStore],
 ) -> None:
     a = stores()
-    _open(a, period=0.001)
-    periods = []
-    for round_ in range(4):
+    _open(a)
+    reopenings = []
+    for round_ in range(3):
         probe = _half_open(a, f"p{round_}")
-        reopened = a.finish(NAME, probe.seq, f"p{round_}", True, 2, 0.001, 0.004, 0, "503")
+        failed = a.finish_probe(NAME, probe.seq, f"p{round_}", False)
+        assert (failed.applied, failed.failures) == (True, 1 + round_)
+        reopened = a.move(NAME, probe.seq, "open", "503", 0.001, False)
         assert (reopened.state, reopened.from_state) == ("open", "half_open")
-        periods.append(reopened.remaining)
-    assert periods == [0.002, 0.004, 0.004, 0.004]
+        reopenings.append(reopened.reopenings)
+    assert reopenings == [1, 2, 3]
+    probe = _half_open(a, "last")
+    closed = a.move(NAME, probe.seq, "closed", "reset", 0.0, False)
+    assert (closed.reopenings, closed.failures) == (0, 0)
 
 
-def test_jitter_lengthens_the_open_period_by_at_most_ten_percent(
+def test_the_open_period_is_the_callers_on_the_store_clock(
     stores: Callable[..., RedisStateStore],
 ) -> None:
-    opened = stores().fail(NAME, 0, 1, 10, 0.1, "503")
-    assert opened.remaining == 11.0
-    assert stores().fail("other", 0, 1, 10, 0.5, "503").remaining == 11.0  # capped
+    # The policy draws the period (jitter included); the store times it.
+    assert stores().move(NAME, 0, "open", "503", 10.5, False).remaining == 10.5
 
 
 def test_force_open_rejects_every_probe_until_closed(
@@ -192,9 +238,16 @@ def test_force_open_rejects_every_probe_until_closed(
     a = stores()
     forced = a.force(NAME, "open", "forced")
     assert (forced.state, forced.from_state, forced.cause) == ("forced_open", "closed", "forced")
-    assert not a.probe(NAME, 1, 60, "x").granted
+    assert not a.admit(NAME, 1, 60, "x").granted
     closed = a.force(NAME, "closed", "reset")
     assert (closed.state, closed.from_state) == ("closed", "forced_open")
+
+
+def test_a_forced_move_holds_the_circuit_open(stores: Callable[..., RedisStateStore]) -> None:
+    a = stores()
+    forced = a.move(NAME, 0, "open", "forced", 0.0, True)
+    assert (forced.state, forced.applied) == ("forced_open", True)
+    assert not a.admit(NAME, 1, 60, "x").granted
 
 
 def test_every_change_is_published_to_watchers(stores: Callable[..., RedisStateStore]) -> None:
@@ -204,10 +257,11 @@ def test_every_change_is_published_to_watchers(stores: Callable[..., RedisStateS
     a.watch(NAME, seen.append, rejoined.set)
     assert a.wait_until_subscribed(DEADLINE)  # everything after this is delivered
     for _ in range(3):
-        b.fail(NAME, 0, 3, 60, 0, "503")
-    _wait_for(lambda: len(seen) == 3, "three published changes")
-    assert [s.failures for s in seen] == [1, 2, 3]
-    assert seen[-1].state == "open"
+        b.add_failure(NAME, 0)
+    b.move(NAME, 0, "open", "503", 60.0, False)
+    _wait_for(lambda: len(seen) == 4, "four published changes")
+    assert [s.failures for s in seen] == [1, 2, 3, 3]
+    assert (seen[-1].state, seen[-1].from_state) == ("open", "closed")
     assert seen[-1].version > seen[0].version
 
 
@@ -240,21 +294,22 @@ def test_keys_hold_names_and_numbers_only(
     stores: Callable[..., RedisStateStore], redis_server: RedisServer
 ) -> None:
     a = stores()
-    a.fail(NAME, 0, 1, 60, 0, "503 SlowDown")
+    a.add_failure(NAME, 0)
+    a.move(NAME, 0, "open", "503 SlowDown", 60.0, False)
     keys = sorted(redis_server.cli("--scan").split())
     assert keys == [state_key(NAME)]
     fields = redis_server.cli("hgetall", state_key(NAME)).split("\n")
     assert set(fields[0::2]) - {""} == {
-        "st", "seq", "ver", "fails", "succ", "opened", "open_for", "period", "cause",
+        "st", "seq", "ver", "fails", "succ", "reop", "opened", "open_for", "cause",
     }  # fmt: skip
     assert 0 < int(redis_server.cli("pttl", state_key(NAME))) <= 7 * 24 * 3600 * 1000
 
 
 def test_circuits_lists_every_circuit(stores: Callable[..., RedisStateStore]) -> None:
     a = stores()
-    a.fail("s3/us-east-1", 0, 1, 60, 0, "503")
-    a.fail("dynamodb/eu-west-1", 0, 5, 60, 0, "503")
-    a.fail("odd{name}", 0, 5, 60, 0, "503")
+    for name in ("s3/us-east-1", "dynamodb/eu-west-1", "odd{name}"):
+        a.add_failure(name, 0)
+    a.move("s3/us-east-1", 0, "open", "503", 60.0, False)
     listed = {s.circuit: (s.state, s.failures) for s in a.circuits()}
     assert listed == {
         "s3/us-east-1": ("open", 1),
@@ -289,7 +344,7 @@ def test_a_dead_store_costs_one_failure_then_nothing_until_it_is_back(
         errors_then = len(recorder.errors)
         for _ in range(100):  # no wait, no attempt, no error counted
             with pytest.raises(StoreUnavailable):
-                store.fail(NAME, 0, 5, 60, 0, "503")
+                store.add_failure(NAME, 0)
         assert len(recorder.errors) == errors_then
         redis_server.start()  # same port: the store comes back
         assert rejoined.wait(DEADLINE)
@@ -358,10 +413,10 @@ def test_a_hung_store_times_out_and_is_rejoined_when_it_resumes(
     redis_server.hang()
     try:
         with pytest.raises(StoreUnavailable):
-            store.fail(NAME, 0, 5, 60, 0, "503")
+            store.add_failure(NAME, 0)
         assert "timeout" in recorder.errors
         with pytest.raises(StoreUnavailable):
-            store.fail(NAME, 0, 5, 60, 0, "503")  # at once: known down
+            store.add_failure(NAME, 0)  # at once: known down
     finally:
         redis_server.resume()
     assert rejoined.wait(DEADLINE)
@@ -380,7 +435,7 @@ def test_a_store_that_answers_errors_is_treated_as_down(redis_server: RedisServe
     store.load(NAME)
     redis_server.cli("set", state_key(NAME), "not a hash")  # WRONGTYPE for the script
     with pytest.raises(StoreUnavailable):
-        store.fail(NAME, 0, 5, 60, 0, "503")
+        store.add_failure(NAME, 0)
     assert recorder.errors == ["response"]
     store.close()
 
@@ -433,8 +488,8 @@ def test_cluster_counts_leases_and_publishes_across_masters(
     assert a.wait_until_subscribed(DEADLINE)
     try:
         for name in names:
-            a.fail(name, 0, 2, 0.001, 0, "503")
-            opened = b.fail(name, 0, 2, 0.001, 0, "503")
+            a.add_failure(name, 0)
+            opened = b.move(name, 0, "open", "503", 0.001, False)
             assert opened.state == "open", name
         _wait_for(lambda: len([s for s in seen if s.state == "open"]) == len(names), "all opens")
         listed = {s.circuit for s in a.circuits()}
