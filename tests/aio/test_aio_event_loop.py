@@ -145,6 +145,12 @@ def test_with_a_state_store_no_store_io_runs_on_the_event_loop(
         time.sleep(0.01)
     if not store.keys("*"):
         pytest.skip("this build keeps circuits local even with state_url set")
+    # The opening the policy decided on the loop (shown there at once) is the fleet's too.
+    while time.monotonic() < deadline and b"open" not in {
+        store.hget(key, "st") for key in store.keys("botocore_resilience:{*}")
+    }:
+        time.sleep(0.01)
+    assert b"open" in {store.hget(key, "st") for key in store.keys("botocore_resilience:{*}")}
     assert not [r for r in caplog.records if "unavailable" in r.getMessage()]
     assert watch.handler_calls > 30
     assert watch.blocking == []
