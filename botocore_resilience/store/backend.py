@@ -127,7 +127,7 @@ class SharedState:
         self._state = _CLOSED
         self._seq = 0
         self._version = -1
-        self._changes = 0  # how many times the fleet mirror changed (see _apply)
+        self._changes = 0  # how many times the fleet mirror changed, here or by the store
         self._failures = 0
         self._pending = 0  # failures handed to the store's thread, not yet answered
         self._successes = 0
@@ -159,8 +159,6 @@ class SharedState:
     # -- reading ----------------------------------------------------------------------------
 
     def view(self) -> View:
-        if not self._loaded and self._store.available and not _on_loop():
-            self._load()
         local = self._serving_local()
         if local is not None:
             return local.view()
@@ -190,11 +188,8 @@ class SharedState:
 
     def admit(self, max_calls: int, lease: float) -> Union[Permit, float]:
         on_loop = _on_loop()
-        if not self._loaded and self._store.available:
-            if on_loop:
-                self._load_in_background()
-            else:
-                self._load()
+        if on_loop and not self._loaded and self._store.available:
+            self._load_in_background()  # this process judges alone until it answers
         local = self._serving_local()
         if local is not None:
             return local.admit(max_calls, lease)
@@ -361,6 +356,7 @@ class SharedState:
             if seq != self._seq or self._state is not _CLOSED:
                 return None
             self._pending += 1
+            self._changes += 1
             view = self._fleet_view()
             self._sink.mirror(view)
 
@@ -423,6 +419,7 @@ class SharedState:
             if seq != self._seq:
                 return None
             from_state = self._state
+            self._changes += 1  # a read under way now must not undo it (see _apply)
             self._seq = self._provisional = seq + 1
             self._state = to
             self._forced = forced
@@ -453,11 +450,15 @@ class SharedState:
     # -- the store serving, or not -----------------------------------------------------------
 
     def _serving_local(self) -> Optional[LocalState]:
-        """The local state serving now, or ``None`` while the store does."""
+        """The local state serving now, or ``None`` while the store does. Reads the fleet's
+        state first where it was not read yet (first use, or the store came back) and the
+        caller may wait for it (not on an event loop)."""
         if self._loaded:
             if self._store.available:
                 return None
             return self._fall_back()  # the store's thread found it down
+        if self._store.available and not _on_loop() and self._load():
+            return None
         local = self._local
         return local if local is not None else self._fall_back()
 

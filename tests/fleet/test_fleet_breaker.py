@@ -354,3 +354,19 @@ def test_a_process_that_starts_while_the_store_is_down_judges_alone() -> None:
         breaker.record(breaker.acquire(), Outcome.FAILURE, "503")
     assert breaker.state is CircuitState.OPEN
     assert breaker.acquire() is None
+
+
+def test_reading_a_circuit_before_its_first_call_still_reads_the_fleet_state(
+    breakers: Callable[..., CircuitBreaker], redis_server: RedisServer
+) -> None:
+    a = breakers(failure_threshold=1)
+    a.record(a.acquire(), Outcome.FAILURE, "503")  # the fleet's circuit is open
+    store = open_store(parse_state_url(redis_server.url), 2.0)
+    try:
+        assert store.wait_until_subscribed(DEADLINE)  # no rejoin will read it for b
+        b = on_store(store, failure_threshold=1)
+        assert b.probes_in_flight == 0
+        assert b.state is CircuitState.OPEN
+        assert b.acquire() is None
+    finally:
+        store.close()
