@@ -72,7 +72,7 @@ Transitions reach the observer from the backend
     (pushed, e.g. by pub/sub). The breaker turns it into a :class:`Transition` for the
     observer (metrics, logs), which may itself call through the circuit.
 
-What a store-backed backend adds (not in this module)
+What a store-backed backend adds (``store.backend.SharedState``, not in this module)
     It reads the fleet's state on first use (one round trip per circuit per process;
     until then it mirrors a view without ``closed_permit``, so the first call asks), pushes
     every change to every process (``mirror`` + ``announce``), leases slots in the

@@ -2,7 +2,8 @@
 
 The breaker's policy (``breaker``) decides *when* a circuit changes state; a
 :class:`StateBackend` keeps the state and changes it, atomically, where it lives: in this
-process (:class:`~.local_state.LocalState`, the default) or in a store shared by a fleet.
+process (:class:`~.local_state.LocalState`, the default) or in a store shared by a fleet
+(:class:`~.store.backend.SharedState`).
 The contract both sides keep is written out in ``breaker``'s module docstring.
 """
 
