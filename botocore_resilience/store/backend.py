@@ -46,7 +46,11 @@ from ..local_state import LocalState
 from ..state import MIN_RETRY_AFTER, CircuitState, Mirror, Permit, View
 from .base import FleetState, StateStore, StoreUnavailable
 
-__all__ = ["SharedState"]
+__all__ = ["STORE_DOWN_CAUSE", "SharedState"]
+
+STORE_DOWN_CAUSE = "state store unavailable: judged by this process alone"
+"""The cause of the transition a process makes when the store fails while the fleet's
+circuit is not closed: from then on, a fresh local state (closed) judges its calls."""
 
 _CLOSED, _OPEN, _HALF_OPEN = CircuitState.CLOSED, CircuitState.OPEN, CircuitState.HALF_OPEN
 
@@ -464,7 +468,13 @@ class SharedState:
 
     def _fall_back(self) -> LocalState:
         """The local state that serves until the store answers again: a fresh one each
-        time the store fails (this process then judges calls alone, from scratch)."""
+        time the store fails (this process then judges calls alone, from scratch).
+
+        A circuit the fleet held open or half-open is closed for this process from now
+        on: that is announced like any transition, so that the state gauge, the logs and
+        ``on_transition`` say what the breaker now does instead of the fleet's last word.
+        """
+        announced: Optional[View] = None
         with self._lock:
             local = self._local
             if local is not None and not self._loaded:
@@ -477,8 +487,12 @@ class SharedState:
             self._pending = 0
             self._provisional = None
             view = local.view()
-            self._shown = view.state
+            before, self._shown = self._shown, view.state
+            if view.state is not before:
+                view = announced = view._replace(from_state=before, cause=STORE_DOWN_CAUSE)
             self._sink.mirror(view)
+        if announced is not None:
+            self._sink.announce(announced)
         return local
 
     def _load(self) -> bool:

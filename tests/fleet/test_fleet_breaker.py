@@ -23,7 +23,7 @@ from botocore_resilience.breaker import (
 from botocore_resilience.local_state import LocalState
 from botocore_resilience.state import Mirror
 from botocore_resilience.store import StateStore, open_store, parse_state_url
-from botocore_resilience.store.backend import SharedState
+from botocore_resilience.store.backend import STORE_DOWN_CAUSE, SharedState
 from botocore_resilience.store.keys import state_key
 from botocore_resilience.testing import FakeClock
 
@@ -293,6 +293,33 @@ def test_while_the_store_is_down_a_fresh_local_state_serves_and_the_fleet_wins_a
         _wait(lambda: breaker.state is CircuitState.CLOSED, "the fleet's state to win")
         assert seen[-1].to_state is CircuitState.CLOSED
         assert breaker.acquire() is not None
+    finally:
+        store.close()
+
+
+def test_a_fleet_circuit_left_open_when_the_store_fails_is_announced_closed_here(
+    redis_server: RedisServer,
+) -> None:
+    # The fresh local state that serves while the store is down is closed: the breaker
+    # admits calls again, and the state gauge, logs and on_transition must say so rather
+    # than go on showing the fleet's last word (open).
+    store = open_store(parse_state_url(redis_server.url), 2.0)
+    seen: list[Transition] = []
+    breaker = on_store(store, observer=seen.append, failure_threshold=1)
+    backend = breaker.backend
+    assert isinstance(backend, SharedState)
+    try:
+        breaker.record(breaker.acquire(), Outcome.FAILURE, "503")
+        assert breaker.state is CircuitState.OPEN
+        assert store.wait_until_subscribed(DEADLINE)
+        redis_server.kill()
+        _wait(lambda: not store.available, "the store's thread to notice")
+        assert breaker.acquire() is not None  # judged alone, from a fresh (closed) state
+        assert breaker.state is CircuitState.CLOSED
+        assert [(t.from_state, t.to_state, t.cause) for t in seen] == [
+            (CircuitState.CLOSED, CircuitState.OPEN, "503"),
+            (CircuitState.OPEN, CircuitState.CLOSED, STORE_DOWN_CAUSE),
+        ]
     finally:
         store.close()
 
