@@ -365,11 +365,13 @@ def test_a_hung_store_times_out_and_is_rejoined_when_it_resumes(
     finally:
         redis_server.resume()
     assert rejoined.wait(DEADLINE)
-    # The timed-out operation was in the server's socket buffer: it ran on resume. The call
-    # it belonged to was judged locally meanwhile, and the fleet still learnt of the failure.
+    # The call the timed-out operation belonged to was judged locally meanwhile. Whether that
+    # operation still ran once the server resumed is the server's affair (it was written to a
+    # socket the client has since closed: Redis may or may not read it first), so the fleet
+    # holds 0 or 1 failures, never 2: the store did not resend it on rejoin.
     # (Read with a patient store: 0.05 s is short for a busy machine once the server answers.)
     checker = _store(redis_server.url)
-    assert checker.load(NAME).failures == 1
+    assert checker.load(NAME).failures in (0, 1)
     checker.close()
     store.close()
 
