@@ -62,6 +62,7 @@ from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.registry import Collector
 
 from . import _fork
+from ._owners import CircuitOwners, StatefulCircuit
 from .breaker import CircuitState, Transition
 from .call_metrics import DURATION_BUCKETS, OTHER_BUCKET, CallMetrics, call_metrics_for
 from .circuits import is_registered
@@ -109,16 +110,6 @@ DEFAULT_MAX_BUCKETS: Final = Settings.max_circuits
 
 class MetricsRegistrationError(ValueError):
     """The registry already holds a collector, not ours, under one of our metric names."""
-
-
-class StatefulCircuit(Protocol):
-    """What the metrics read from a circuit (a ``CircuitBreaker`` is one)."""
-
-    @property
-    def name(self) -> str: ...
-
-    @property
-    def state(self) -> CircuitState: ...
 
 
 class MetricsSink(Protocol):
@@ -258,10 +249,9 @@ class Metrics:
         self._quota_children: dict[tuple[str, str], Counter] = {}
 
         self._circuit_lock = _fork.new_lock()
-        self._owners: dict[str, weakref.ref[StatefulCircuit]] = {}
+        self._owners = CircuitOwners()  # guarded by _circuit_lock, as what follows
         self._shared_names: set[str] = set()  # warned about: see circuit_added
         self._unwarned: list[str] = []  # of those, not logged yet
-        self._last_seq: dict[str, int] = {}
         self._gauges: dict[str, Gauge] = {}
         self._transition_children: dict[str, dict[tuple[str, str], Counter]] = {}
         _fork.at_fork_in_child(self._after_fork_in_child)
@@ -306,16 +296,11 @@ class Metrics:
         """Export a new circuit's state. With ``circuit``, it owns the gauge from now on;
         without it, its transitions will count their ``seq`` from 1."""
         with self._circuit_lock:
-            if circuit is None:
-                self._owners.pop(circuit_name, None)
-            else:
-                ref = self._owners.get(circuit_name)
-                previous = ref() if ref is not None else None
+            if circuit is not None:
+                previous = self._owners.owner(circuit_name)
                 if previous is not None and previous is not circuit and is_registered(previous):
                     self._warn_shared_name(circuit_name)
-                self._owners[circuit_name] = weakref.ref(circuit)
-                state = circuit.state
-            self._last_seq[circuit_name] = 0
+            state = self._owners.add(circuit_name, state, circuit)
             self._gauge(circuit_name).set(state.gauge_value)
 
     def transition(self, transition: Transition) -> None:
@@ -334,13 +319,9 @@ class Metrics:
             if child is None:
                 child = by_states[key] = self._transitions.labels(name, *key)
             child.inc()
-            ref = self._owners.get(name)
-            owner = ref() if ref is not None else None
-            if owner is not None:
-                self._gauge(name).set(owner.state.gauge_value)
-            elif transition.seq > self._last_seq.get(name, 0):
-                self._last_seq[name] = transition.seq
-                self._gauge(name).set(transition.to_state.gauge_value)
+            state = self._owners.state_after(transition)
+            if state is not None:
+                self._gauge(name).set(state.gauge_value)
 
     def circuit_removed(self, circuit_name: str, circuit: Optional[StatefulCircuit] = None) -> None:
         """Drop an evicted circuit's state and transition series. Safe if never added.
@@ -354,12 +335,8 @@ class Metrics:
         stay until the worker exits.
         """
         with self._circuit_lock:
-            ref = self._owners.get(circuit_name)
-            owner = ref() if ref is not None else None
-            if circuit is not None and owner is not None and owner is not circuit:
+            if not self._owners.remove(circuit_name, circuit):
                 return
-            self._owners.pop(circuit_name, None)
-            self._last_seq.pop(circuit_name, None)
             gauge = self._gauges.pop(circuit_name, None)
             by_states = self._transition_children.pop(circuit_name, {})
             if self._multiprocess:

@@ -48,9 +48,10 @@ except ImportError as missing:  # pragma: no cover - the otel extra installs it
     ) from missing
 
 from . import __version__, _fork
+from ._owners import CircuitOwners, StatefulCircuit
 from .breaker import CircuitState, Transition
 from .call_metrics import DURATION_BUCKETS, RESULTS, BucketLabels
-from .metrics import DEFAULT_MAX_BUCKETS, StatefulCircuit
+from .metrics import DEFAULT_MAX_BUCKETS
 
 __all__ = ["METER_NAME", "OtelMetrics", "is_valid_otel_namespace", "otel_metrics_for"]
 
@@ -143,8 +144,7 @@ class OtelMetrics:
         )
         # Kept here, reported when the reader collects; guarded by _circuit_lock.
         self._circuit_lock = _fork.new_lock()
-        self._owners: dict[str, weakref.ref[StatefulCircuit]] = {}
-        self._last_seq: dict[str, int] = {}
+        self._owners = CircuitOwners()
         self._states: dict[str, int] = {}
         self._transitions: dict[str, dict[tuple[str, str], int]] = {}
         meter.create_observable_gauge(
@@ -228,12 +228,7 @@ class OtelMetrics:
         """Report a new circuit's state. With ``circuit``, it owns the state from now on;
         without it, its transitions will count their ``seq`` from 1."""
         with self._circuit_lock:
-            if circuit is None:
-                self._owners.pop(circuit_name, None)
-            else:
-                self._owners[circuit_name] = weakref.ref(circuit)
-                state = circuit.state
-            self._last_seq[circuit_name] = 0
+            state = self._owners.add(circuit_name, state, circuit)
             self._states[circuit_name] = state.gauge_value
 
     def transition(self, transition: Transition) -> None:
@@ -248,13 +243,9 @@ class OtelMetrics:
         with self._circuit_lock:
             by_states = self._transitions.setdefault(name, {})
             by_states[key] = by_states.get(key, 0) + 1
-            ref = self._owners.get(name)
-            owner = ref() if ref is not None else None
-            if owner is not None:
-                self._states[name] = owner.state.gauge_value
-            elif transition.seq > self._last_seq.get(name, 0):
-                self._last_seq[name] = transition.seq
-                self._states[name] = transition.to_state.gauge_value
+            state = self._owners.state_after(transition)
+            if state is not None:
+                self._states[name] = state.gauge_value
 
     def circuit_removed(self, circuit_name: str, circuit: Optional[StatefulCircuit] = None) -> None:
         """Stop reporting an evicted circuit's state and transitions. Safe if never added.
@@ -262,12 +253,8 @@ class OtelMetrics:
         A ``circuit`` that no longer owns its name (a newer one was added) removes nothing.
         """
         with self._circuit_lock:
-            ref = self._owners.get(circuit_name)
-            owner = ref() if ref is not None else None
-            if circuit is not None and owner is not None and owner is not circuit:
+            if not self._owners.remove(circuit_name, circuit):
                 return
-            self._owners.pop(circuit_name, None)
-            self._last_seq.pop(circuit_name, None)
             self._states.pop(circuit_name, None)
             self._transitions.pop(circuit_name, None)
 

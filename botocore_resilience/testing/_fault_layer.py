@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import re
 import socket
 import threading
@@ -127,6 +128,11 @@ class FaultLayer:
         )
         attempt_match = _ATTEMPT.search(environ.get("HTTP_AMZ_SDK_REQUEST", ""))
         attempt = int(attempt_match.group(1)) if attempt_match else None
+        if not _buffer_chunked_body(environ):
+            # The client went away mid-body (a cancelled part of a transfer): nobody reads this.
+            start_response("400 Bad Request", [("Content-Length", "0"), ("Connection", "close")])
+            self._record(request, path, 400, None, 0.0, attempt)
+            return [b""]
 
         delay = self.latency
         if delay > 0 and self._stopping.wait(delay):
@@ -223,6 +229,43 @@ def _decode(wsgi_path: str) -> str:
         return wsgi_path.encode("latin-1").decode("utf-8")
     except UnicodeError:
         return wsgi_path
+
+
+def _buffer_chunked_body(environ: dict[str, Any]) -> bool:
+    """Read a ``Transfer-Encoding: chunked`` body in full and hand it on as a plain one.
+
+    Why: werkzeug's development server decodes chunked bodies in a ``RawIOBase`` whose
+    ``readinto`` writes a short read into the buffer by slice assignment. Given the
+    ``bytearray`` that ``RawIOBase.read`` passes, that shrinks the buffer yet reports the
+    full count, and CPython 3.12.1's ``read`` then copies past the buffer's end: moto's
+    thread crashed the whole test process (SIGSEGV) when a client abandoned a chunked
+    upload mid-body (botocore >= 1.36 sends chunked bodies with checksums; s3transfer
+    cancels the parts in flight when one fails). Reading into a ``memoryview`` makes the
+    same short read raise instead. Returns ``False`` if the body ended early.
+    """
+    stream = environ.get("wsgi.input")
+    if stream is None or not environ.get("wsgi.input_terminated"):
+        return True
+    if not hasattr(stream, "readinto"):
+        return True
+    chunks: list[bytes] = []
+    view = memoryview(bytearray(65536))
+    try:
+        while True:
+            count = stream.readinto(view)
+            if not count:
+                break
+            chunks.append(bytes(view[:count]))
+    except (OSError, ValueError):
+        return False
+    finally:
+        view.release()
+    body = b"".join(chunks)
+    environ["wsgi.input"] = io.BytesIO(body)
+    environ["CONTENT_LENGTH"] = str(len(body))
+    environ["wsgi.input_terminated"] = False
+    environ.pop("HTTP_TRANSFER_ENCODING", None)
+    return True
 
 
 def _drain(environ: dict[str, Any]) -> None:
