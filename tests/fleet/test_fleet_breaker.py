@@ -262,14 +262,22 @@ def test_the_open_period_grows_with_failed_probes_anywhere_in_the_fleet(
             store.close()
 
 
+def _observed(
+    server: RedisServer, failure_threshold: int
+) -> tuple[StateStore, CircuitBreaker, SharedState, list[Transition]]:
+    """A breaker on its own patient store, and the transitions its observer heard."""
+    store = open_store(parse_state_url(server.url), 2.0)
+    seen: list[Transition] = []
+    breaker = on_store(store, observer=seen.append, failure_threshold=failure_threshold)
+    backend = breaker.backend
+    assert isinstance(backend, SharedState)
+    return store, breaker, backend, seen
+
+
 def test_while_the_store_is_down_a_fresh_local_state_serves_and_the_fleet_wins_after(
     redis_server: RedisServer,
 ) -> None:
-    store = open_store(parse_state_url(redis_server.url), 2.0)
-    seen: list[Transition] = []
-    breaker = on_store(store, observer=seen.append, failure_threshold=2)
-    backend = breaker.backend
-    assert isinstance(backend, SharedState)
+    store, breaker, backend, seen = _observed(redis_server, failure_threshold=2)
     try:
         breaker.force_open()
         breaker.reset()  # the fleet's seq is 2 now, a fresh local state's 0
@@ -303,11 +311,7 @@ def test_a_fleet_circuit_left_open_when_the_store_fails_is_announced_closed_here
     # The fresh local state that serves while the store is down is closed: the breaker
     # admits calls again, and the state gauge, logs and on_transition must say so rather
     # than go on showing the fleet's last word (open).
-    store = open_store(parse_state_url(redis_server.url), 2.0)
-    seen: list[Transition] = []
-    breaker = on_store(store, observer=seen.append, failure_threshold=1)
-    backend = breaker.backend
-    assert isinstance(backend, SharedState)
+    store, breaker, _, seen = _observed(redis_server, failure_threshold=1)
     try:
         breaker.record(breaker.acquire(), Outcome.FAILURE, "503")
         assert breaker.state is CircuitState.OPEN
