@@ -37,6 +37,9 @@ def _options(s3: LocalS3, server: RedisServer, **install: Any) -> dict[str, Any]
 
 
 def _store_warnings(workers: Fleet) -> list[list[str]]:
+    """The store's log lines each worker wrote that no wait consumed (all that arrived)."""
+    for worker in workers.workers:
+        worker.has("log")  # pulls every event that arrived into ``seen``
     return [
         [e["msg"] for e in w.seen if e["ev"] == "log" and "state store" in e["msg"]]
         for w in workers.workers
@@ -76,9 +79,10 @@ def test_store_killed_and_restarted_mid_outage(s3: LocalS3, redis_server: RedisS
         summaries = workers.summaries()
     _check_no_call_failed_because_of_the_store(summaries)
     assert _store_warnings(workers) == [[], [], []]  # one each, the one read above
-    for summary in summaries:
+    for summary, worker in zip(summaries, workers.workers):
         metrics = "\n".join(summary["store_metrics"])
-        assert 'state_store_up{backend="redis"} 1.0' in metrics
+        up = [line for line in summary["store_metrics"] if "state_store_up{" in line]
+        assert 'state_store_up{backend="redis"} 1.0' in metrics, (up, worker.seen[-8:])
         assert 'state_store_errors_total{error="connection"} 0.0' not in metrics
 
 
@@ -117,19 +121,25 @@ def _wait_for_store_state(server: RedisServer, state: str) -> None:
     raise AssertionError(f"the store never held {NAME} {state}")
 
 
+OPERATOR_CAUSE = "reset by the test's operator"
+
+
 def _close_until_everyone_hears(workers: Fleet, operator: Any, attempts: int = 10) -> None:
     # A worker that has not rejoined yet misses a close; the store is asked again until
     # each has heard one (each attempt is an ordinary operator action). Each wait is 2 s
     # in all: the fleet reopens at once (the calls still fail), so a worker that missed a
     # close goes on hearing open/half_open changes, and only another close can reach it.
     # At most attempts x 2 s per deaf worker: a failure names it, well before pytest's timeout.
+    # Only the operator's close counts (its cause): a worker also turns closed when it rejoins
+    # (the restarted store holds nothing) or when its store fails again (a fresh local state),
+    # and neither says that it hears the fleet.
     pending = list(workers.workers)
     for _ in range(attempts):
-        operator.force(NAME, "closed", "reset")
+        operator.force(NAME, "closed", OPERATOR_CAUSE)
         still = []
         for worker in pending:
             try:
-                worker.wait_for("transition", deadline=2.0, to="closed")
+                worker.wait_for("transition", deadline=2.0, to="closed", cause=OPERATOR_CAUSE)
             except AssertionError:
                 still.append(worker)
         pending = still

@@ -48,6 +48,7 @@ class _Transitions(logging.Handler):
                     "pid": os.getpid(),
                     "from": transition.from_state.value,
                     "to": transition.to_state.value,
+                    "cause": transition.cause,
                     "t": time.monotonic(),
                 }
             )
