@@ -13,6 +13,11 @@ equal the Prometheus samples for the same calls. ``N`` is ``metrics_namespace``:
 * ``N.retry.attempts``: counter, unit ``{retry}``; service, operation, attempt
 * ``N.retry.quota_exhausted``: counter, unit ``{call}``; service, operation
 
+With a state store (``state_url``), :class:`OtelStoreMetrics` adds the store's two:
+
+* ``N.state_store.up``: observable gauge, unit ``1``; backend
+* ``N.state_store.errors``: counter, unit ``{error}``; error
+
 Three families are observed, not pushed: their values are kept here (as the Prometheus
 sink keeps them) and reported when the reader collects. For the circuit families that means
 an evicted circuit's series stop being reported instead of living in the SDK for ever
@@ -52,8 +57,16 @@ from ._owners import CircuitOwners, StatefulCircuit
 from .breaker import CircuitState, Transition
 from .call_metrics import DURATION_BUCKETS, RESULTS, BucketLabels
 from .metrics import DEFAULT_MAX_BUCKETS
+from .store.base import ERROR_KINDS
 
-__all__ = ["METER_NAME", "OtelMetrics", "is_valid_otel_namespace", "otel_metrics_for"]
+__all__ = [
+    "METER_NAME",
+    "OtelMetrics",
+    "OtelStoreMetrics",
+    "is_valid_otel_namespace",
+    "otel_metrics_for",
+    "otel_store_metrics_for",
+]
 
 METER_NAME = "botocore_resilience"
 """The instrumentation scope (meter name) of every instrument; its version is the package's."""
@@ -335,4 +348,68 @@ def otel_metrics_for(
             sink = by_namespace[namespace] = OtelMetrics(meter, namespace, max_buckets=max_buckets)
         else:
             sink.allow_buckets(max_buckets)
+        return sink
+
+
+class OtelStoreMetrics:
+    """The state store's two families on one ``Meter``, for installations with
+    ``metrics="otel"`` and a ``state_url``; get it from :func:`otel_store_metrics_for`.
+
+    The same facts as the Prometheus ``N_state_store_up`` / ``N_state_store_errors_total``
+    (``botocore_resilience.store.metrics``), under OpenTelemetry's names: exported through
+    the Collector they come out under the Prometheus names.
+    """
+
+    def __init__(self, meter: Meter, namespace: str) -> None:
+        self._lock = _fork.new_lock()
+        self._up: dict[str, int] = {}
+        meter.create_observable_gauge(
+            _name(namespace, "state_store.up"),
+            callbacks=[self._observe_up],
+            unit="1",
+            description="1 while the state store is in use, 0 while this process judges "
+            "circuits alone.",
+        )
+        self._errors = meter.create_counter(
+            _name(namespace, "state_store.errors"),
+            unit="{error}",
+            description="State store operations that failed, by kind "
+            "(timeout, connection, response, other).",
+        )
+        self._error_attributes = {kind: {"error": kind} for kind in ERROR_KINDS}
+
+    def store_up(self, backend: str, up: bool) -> None:
+        with self._lock:
+            self._up[backend] = 1 if up else 0
+        for attributes in self._error_attributes.values():  # every series from the start, at 0
+            self._errors.add(0, attributes)
+
+    def store_error(self, kind: str) -> None:
+        self._errors.add(1, self._error_attributes.get(kind, self._error_attributes["other"]))
+
+    def _observe_up(self, options: CallbackOptions) -> Iterable[Observation]:
+        with self._lock:
+            up = list(self._up.items())
+        return [Observation(value, {"backend": backend}) for backend, value in up]
+
+
+_store_cache: weakref.WeakKeyDictionary[Any, dict[str, OtelStoreMetrics]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def otel_store_metrics_for(
+    meter_provider: Optional[MeterProvider], namespace: str
+) -> OtelStoreMetrics:
+    """The :class:`OtelStoreMetrics` of ``meter_provider`` (``None``: the global one) under
+    ``namespace``, created on first use, then shared (as :func:`otel_metrics_for`)."""
+    if not is_valid_otel_namespace(namespace):
+        raise ValueError(f"metrics namespace {namespace!r} cannot prefix OpenTelemetry names")
+    provider = otel.get_meter_provider() if meter_provider is None else meter_provider
+    with _cache_lock:
+        by_namespace = _store_cache.setdefault(provider, {})
+        sink = by_namespace.get(namespace)
+        if sink is None:
+            meter = provider.get_meter(METER_NAME, __version__)
+            sink = by_namespace[namespace] = OtelStoreMetrics(meter, namespace)
         return sink

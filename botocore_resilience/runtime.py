@@ -38,6 +38,7 @@ from .logs import logger
 from .metrics import MetricsSink, metrics_for
 from .observers import LogObserver, MetricsObserver, Observer, Observers, TransitionCallback
 from .retries import GapFiller
+from .store.metrics import StoreSink, store_metrics_for
 from .store.wiring import shared_state_factory
 
 __all__ = ["Runtime", "build_runtime", "serve_metrics"]
@@ -138,8 +139,15 @@ def build_runtime(
     observers = Observers(_subscribers(settings, metrics, on_transition))
     circuits = None
     if settings.breaker != "off":
+        store_metrics = _store_sink(settings, registry, meter_provider) if metrics else None
         circuits = _circuits(
-            settings, clock, metrics, observers, registry, jitter=jitter, listener=on_transition
+            settings,
+            clock,
+            metrics,
+            observers,
+            store_metrics,
+            jitter=jitter,
+            listener=on_transition,
         )
     return Runtime(
         settings,
@@ -188,6 +196,22 @@ def _metrics_sink(settings: Settings, registry: Any, meter_provider: Any) -> Opt
         # A registry that already holds a foreign collector under one of our names: the
         # application keeps running, without our metrics, and says why once.
         logger.warning("metrics disabled", exc_info=True)
+        return None
+
+
+def _store_sink(settings: Settings, registry: Any, meter_provider: Any) -> Optional[StoreSink]:
+    """Where the state store's two families go: beside the other metrics (Prometheus or
+    OpenTelemetry), only for an installation with a ``state_url``."""
+    if settings.state_url is None:
+        return None
+    try:
+        if settings.metrics == "otel":
+            from . import otel_metrics
+
+            return otel_metrics.otel_store_metrics_for(meter_provider, settings.metrics_namespace)
+        return store_metrics_for(registry, settings.metrics_namespace)
+    except Exception:
+        logger.warning("state store metrics disabled", exc_info=True)
         return None
 
 
@@ -248,7 +272,7 @@ def _circuits(
     clock: Clock,
     metrics: Optional[MetricsSink],
     observers: Observers,
-    registry: Any = None,
+    store_metrics: Optional[StoreSink] = None,
     *,
     jitter: Optional[Callable[[], float]] = None,
     listener: Optional[Callable[[Transition], None]] = None,
@@ -272,7 +296,7 @@ def _circuits(
         listener,
     )
     # Raises ConfigurationError (before anything is registered) without redis-py.
-    backend = shared_state_factory(settings, registry=registry, metrics=metrics is not None)
+    backend = shared_state_factory(settings, metrics=store_metrics)
     factory = None if backend is None else _breakers_on(backend)
     with _shared_lock:
         circuits = _shared.get(key)

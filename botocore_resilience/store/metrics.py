@@ -1,4 +1,5 @@
-"""The two state store families, registered only by installations that use a store.
+"""The two state store families, registered only by installations that use a store
+(with ``metrics="otel"``, ``otel_metrics.OtelStoreMetrics`` records them instead).
 
 ``N_state_store_up{backend}`` (gauge: 1 while the store is in use, 0 while this process
 judges alone; ``backend`` is ``redis`` or ``redis_cluster``) and
@@ -15,11 +16,20 @@ from __future__ import annotations
 
 import threading
 import weakref
-from typing import Any, Optional
+from typing import Any, Optional, Protocol
 
 from .base import ERROR_KINDS
 
-__all__ = ["StoreMetrics", "store_metrics_for"]
+__all__ = ["StoreMetrics", "StoreSink", "store_metrics_for"]
+
+
+class StoreSink(Protocol):
+    """What a store tells the metrics: :class:`StoreMetrics` (Prometheus), or
+    ``otel_metrics.OtelStoreMetrics`` with ``metrics="otel"``."""
+
+    def store_up(self, backend: str, up: bool) -> None: ...
+
+    def store_error(self, kind: str) -> None: ...
 
 
 class StoreMetrics:

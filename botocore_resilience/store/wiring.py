@@ -10,7 +10,7 @@ one background thread, however many installations name it).
 from __future__ import annotations
 
 import threading
-from typing import Any, Optional
+from typing import Optional
 
 from ..breaker import BackendFactory
 from ..clock import Clock
@@ -18,7 +18,7 @@ from ..config import Settings
 from ..errors import ConfigurationError
 from ..state import Mirror, StateBackend
 from .base import StateStore
-from .metrics import StoreMetrics, store_metrics_for
+from .metrics import StoreSink
 
 __all__ = ["shared_state_factory", "store_for"]
 
@@ -28,7 +28,7 @@ class _Fanout:
 
     def __init__(self, backend: str) -> None:
         self.backend = backend
-        self.sinks: list[StoreMetrics] = []
+        self.sinks: list[StoreSink] = []
         self.up = True
 
     def on_up(self, up: bool) -> None:
@@ -40,7 +40,7 @@ class _Fanout:
         for sink in list(self.sinks):
             sink.store_error(kind)
 
-    def add(self, sink: StoreMetrics) -> None:
+    def add(self, sink: StoreSink) -> None:
         if sink not in self.sinks:
             self.sinks.append(sink)
             sink.store_up(self.backend, self.up)
@@ -50,7 +50,7 @@ _stores: dict[tuple[str, float], tuple[StateStore, _Fanout]] = {}
 _lock = threading.Lock()
 
 
-def store_for(settings: Settings, metrics: Optional[StoreMetrics] = None) -> StateStore:
+def store_for(settings: Settings, metrics: Optional[StoreSink] = None) -> StateStore:
     """The process's store for ``settings.state_url`` and ``state_timeout``.
 
     Raises:
@@ -85,16 +85,16 @@ def store_for(settings: Settings, metrics: Optional[StoreMetrics] = None) -> Sta
 
 
 def shared_state_factory(
-    settings: Settings, *, registry: Any = None, metrics: bool = True
+    settings: Settings, *, metrics: Optional[StoreSink] = None
 ) -> Optional[BackendFactory]:
     """A factory of store-backed circuit states for ``settings`` (what
-    ``CircuitBreaker(..., backend=)`` takes), or ``None`` without ``state_url``."""
+    ``CircuitBreaker(..., backend=)`` takes), or ``None`` without ``state_url``; the
+    store reports to ``metrics`` (the runtime chooses which)."""
     if settings.state_url is None:
         return None
     from .backend import SharedState
 
-    sink = store_metrics_for(registry, settings.metrics_namespace) if metrics else None
-    store = store_for(settings, sink)
+    store = store_for(settings, metrics)
 
     def make(name: str, clock: Clock, mirror: Mirror) -> StateBackend:
         return SharedState(name, clock, mirror, store)

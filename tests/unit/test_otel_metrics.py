@@ -16,7 +16,7 @@ import pytest
 from botocore_resilience.breaker import CircuitState, Transition
 
 
-def test_nothing_imports_opentelemetry_unless_the_sink_is_chosen() -> None:
+def test_nothing_imports_opentelemetry_or_redis_unless_the_sink_or_a_store_is_chosen() -> None:
     code = textwrap.dedent(
         """
         import sys, boto3, botocore_resilience
@@ -25,7 +25,8 @@ def test_nothing_imports_opentelemetry_unless_the_sink_is_chosen() -> None:
         botocore_resilience.install(session, registry=CollectorRegistry())
         session.client("s3")
         import botocore_resilience.awscli, botocore_resilience.metrics
-        print(sorted(m for m in sys.modules if m.startswith("opentelemetry")))
+        import botocore_resilience.store, botocore_resilience.runtime
+        print(sorted(m for m in sys.modules if m.split(".")[0] in ("opentelemetry", "redis")))
         """
     )
     done = subprocess.run(
