@@ -1,9 +1,9 @@
 """The Prometheus metrics: the only module that touches prometheus-client's metric types.
 
-:func:`metrics_for` creates the six families of the contract (section 6) once per
-``(registry, namespace)`` and hands back a :class:`Metrics` whose methods the
+:func:`metrics_for` creates the six metric families (``docs/reference/metrics.md``) once
+per ``(registry, namespace)`` and hands back a :class:`Metrics` whose methods the
 handlers call with plain values. ``N`` below is the namespace (``botocore`` by
-default; ``s3`` reproduces the seed design's names)::
+default; ``s3`` gives the names of the S3 design this library grew from)::
 
     >>> from prometheus_client import CollectorRegistry
     >>> registry = CollectorRegistry()
@@ -32,9 +32,12 @@ family                                    series (worst case)
 ``N_operation_duration_seconds``          ``S x O x B`` histograms of 17 series each
                                           (14 buckets + ``+Inf``, ``_sum``, ``_count``)
 ``N_circuit_breaker_state``               ``C``
-``N_circuit_breaker_transitions_total``   ``C x 5`` (closed->open, open->half_open,
+``N_circuit_breaker_transitions_total``   ``C x 6`` (closed->open, open->half_open,
                                           half_open->open, half_open->closed,
-                                          open->closed by ``reset()``)
+                                          open->closed by ``reset()``, open->open
+                                          by ``force_open()``); ``C x 7`` with a
+                                          state store (closed->half_open: a
+                                          half-open circuit read from the store)
 ``N_retry_attempts_total``                ``S x O x A``
 ``N_retry_quota_exhausted_total``         ``S x O``
 ========================================= ==============================================
