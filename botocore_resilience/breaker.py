@@ -478,12 +478,14 @@ class CircuitBreaker:
         * open: the time left of the open period (at most the period itself);
         * half-open with a probe slot free: 0;
         * half-open with every slot taken: an estimate, as long as the longest-running
-          probe has been in flight (at least :data:`MIN_RETRY_AFTER`, at most until its
-          lease runs out). A failed probe reopens the circuit for a whole period.
+          probe has been in flight (at least :data:`MIN_RETRY_AFTER`, never past the end of
+          the first probe lease; with a store, the time until that lease ends). A failed
+          probe reopens the circuit for a whole period.
 
         * forced open (:meth:`force_open`): the longest open period
-          (``recovery_timeout_max``): nobody knows when an operator will close it, and a
-          caller that sleeps on this value must not sleep forever.
+          (:attr:`BreakerPolicy.max_open_period`, before jitter): nobody knows when an
+          operator will close it, and a caller that sleeps on this value must not sleep
+          forever.
 
         A rejection carries the value computed when it was decided (:meth:`admit`), so it
         is never 0, even if the circuit has moved on by the time the caller reads it.

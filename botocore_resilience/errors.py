@@ -29,6 +29,7 @@ class CircuitBreakerOpen(BotoCoreError):
             circuit is open: the time left until it lets a probe through. While it is
             half-open with every probe slot taken: an estimate, as long as the longest-running
             probe has been in flight (at least 0.1 s), since nobody knows when a probe ends.
+            While an operator holds it open (``force_open()``): the longest open period.
             See docs/explanation/retry-and-breaker.md.
 
     >>> err = CircuitBreakerOpen(
