@@ -47,7 +47,7 @@ FAILURE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 
 FAILURE_CODES = frozenset(
     {
-        # Named by the contract (the seed design's retriable table).
+        # The service is unavailable, timed out, or is throttling us: worth trying again.
         "ServiceUnavailable",
         "SlowDown",
         "RequestTimeout",
@@ -145,7 +145,9 @@ def error_code(parsed: Optional[dict[str, Any]]) -> Optional[str]:
 def is_retryable_attempt(
     status: Optional[int], code: Optional[str], exception: Optional[BaseException]
 ) -> bool:
-    """Whether one attempt failed in a way the contract retries."""
+    """Whether one attempt failed in a way worth retrying: a transport failure, a failure
+    status or a failure code. The plugin retries it only where botocore did not classify it
+    (:func:`is_gap`)."""
     if exception is not None:
         return is_failure_exception(exception)
     return is_failure_status(status) or is_failure_code(code)

@@ -10,14 +10,16 @@ a separate step of installing (:func:`serve_metrics`).
 
 Every backend is chosen here and nowhere else:
 
-* the metrics sink in :func:`_metrics_sink` (Prometheus today; an OpenTelemetry sink
-  is one more branch on the ``metrics`` setting),
-* the subscribers in :func:`_subscribers` (metrics and logs; an ``on_transition``
-  callback or a tracing sink is one more entry),
-* the breaker policy in :func:`_policy` (consecutive failures; a failure-rate or
-  slow-call policy is chosen from its settings there),
+* the metrics sink in :func:`_metrics_sink` (Prometheus, OpenTelemetry with
+  ``metrics="otel"``, or none), and the state store's beside it in
+  :func:`_store_sink` (with ``state_url`` only),
+* the subscribers in :func:`_subscribers` (metrics, logs, and the ``on_transition``
+  callback last),
+* the breaker policy in :func:`_policy` (consecutive failures, the failure-rate
+  window, open periods that grow and their jitter; slow calls are judged by the
+  handlers, from ``slow_call_duration``),
 * where circuit state lives in :func:`_circuits` (this process, shared by equal
-  installations; a state store shared by a fleet is a branch on its URL setting).
+  installations; with ``state_url``, a store shared by a fleet).
 """
 
 from __future__ import annotations
