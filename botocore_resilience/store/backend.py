@@ -572,6 +572,9 @@ class SharedState:
             self._failures = fleet.failures
             self._successes = fleet.successes
             self._reopenings = fleet.reopenings
+            # Forcing an open circuit changes no state but is a transition all the same
+            # (open -> open, cause "forced"), as for a circuit kept in the process.
+            newly_forced = fleet.state == "forced_open" and not self._forced
             self._forced = fleet.state == "forced_open"
             self._probes = fleet.probes
             if state is _OPEN:
@@ -580,7 +583,7 @@ class SharedState:
             self._closed_permit = self._closed_permit_of(fleet.seq) if state is _CLOSED else None
             view = self._fleet_view()
             before, self._shown = self._shown, state
-            if state is not before:
+            if state is not before or newly_forced:
                 cause = "the fleet's state, read again" if from_local else fleet.cause
                 view = announced = view._replace(from_state=before, cause=cause)
             self._sink.mirror(view)

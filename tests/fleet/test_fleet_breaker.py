@@ -14,6 +14,7 @@ from typing import Any, Callable, Optional
 import pytest
 
 from botocore_resilience.breaker import (
+    FORCED,
     BreakerPolicy,
     CircuitBreaker,
     CircuitState,
@@ -30,6 +31,7 @@ from botocore_resilience.testing import FakeClock
 from .redis_servers import RedisServer
 
 NAME = "s3/us-east-1"
+OPEN = CircuitState.OPEN
 DEADLINE = 30.0
 
 
@@ -130,6 +132,27 @@ def test_force_open_and_reset_act_on_the_fleet(breakers: Callable[..., CircuitBr
     b.reset()
     _wait(lambda: a.state is CircuitState.CLOSED and not a.forced, "a to hear of the reset")
     assert a.acquire() is not None
+
+
+def test_forcing_an_open_circuit_is_a_transition_here_and_elsewhere(
+    redis_server: RedisServer,
+) -> None:
+    # As in a process of its own (open -> open, cause "forced"): forcing holds an open
+    # circuit open for good, and every process's metrics and logs must say so.
+    store_here, here, _, seen_here = _observed(redis_server, failure_threshold=1)
+    store_elsewhere, elsewhere, _, seen_elsewhere = _observed(redis_server, failure_threshold=1)
+    try:
+        elsewhere.record(elsewhere.acquire(), Outcome.SUCCESS)  # its first read is made
+        here.record(here.acquire(), Outcome.FAILURE, "503")
+        assert here.state is CircuitState.OPEN
+        _wait(lambda: elsewhere.state is CircuitState.OPEN, "elsewhere to hear of the opening")
+        here.force_open()
+        for breaker, seen in ((here, seen_here), (elsewhere, seen_elsewhere)):
+            _wait(lambda: breaker.forced and seen[-1].cause == FORCED, "the override reported")  # noqa: B023
+            assert (seen[-1].from_state, seen[-1].to_state) == (OPEN, OPEN), seen
+    finally:
+        store_here.close()
+        store_elsewhere.close()
 
 
 class _HeldFirstRead:
