@@ -15,7 +15,7 @@ equal the Prometheus samples for the same calls. ``N`` is ``metrics_namespace``:
 
 With a state store (``state_url``), :class:`OtelStoreMetrics` adds the store's two:
 
-* ``N.state_store.up``: observable gauge, unit ``1``; backend
+* ``N.state_store.up``: observable gauge, unit ``{status}``; backend
 * ``N.state_store.errors``: counter, unit ``{error}``; error
 
 Three families are observed, not pushed: their values are kept here (as the Prometheus
@@ -366,7 +366,8 @@ class OtelStoreMetrics:
         meter.create_observable_gauge(
             _name(namespace, "state_store.up"),
             callbacks=[self._observe_up],
-            unit="1",
+            # Not "1": exported to Prometheus, a gauge of unit 1 gains a _ratio suffix.
+            unit="{status}",
             description="1 while the state store is in use, 0 while this process judges "
             "circuits alone.",
         )
