@@ -26,6 +26,7 @@ from botocore.response import StreamingBody
 from .breaker import CircuitBreaker, Outcome, Permit
 from .classification import describe_attempt, is_failure_exception
 from .logs import log_internal_error
+from .state import one_wait
 
 __all__ = ["LATE_CAUSE", "watch_body"]
 
@@ -73,6 +74,7 @@ def _record(breaker: CircuitBreaker, permit: Permit, outcome: Outcome, cause: st
     # Runs in the caller's read(): an error of ours must never replace what read() returns
     # or raises.
     try:
-        breaker.record(permit, outcome, cause)
+        with one_wait():  # the call is over; its body's verdict may wait on a store once
+            breaker.record(permit, outcome, cause)
     except Exception:
         log_internal_error("body read")

@@ -352,7 +352,7 @@ class Settings:
         "share circuits with the fleet through this Redis (unset: each process alone)",
     )
     state_timeout: float = _setting(
-        0.05, parse_seconds, "most seconds one state store operation may add to a call"
+        0.05, parse_seconds, "most seconds the state store may add to a call"
     )
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
     """Where each value came from: ``"default"``, ``"environment"`` or ``"keyword"``."""

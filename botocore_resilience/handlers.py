@@ -32,6 +32,7 @@ from .leases import probe_lease
 from .logs import log_internal_error
 from .observers import CIRCUIT_OPEN, ERROR, SUCCESS
 from .runtime import Runtime
+from .state import begin_call, end_call
 
 __all__ = ["CALL_KEY", "EventHandlers"]
 
@@ -156,6 +157,8 @@ class EventHandlers:
         breaker = permit = None
         if circuits is not None:
             breaker = circuits.breaker_for(service, context.get("client_region"), operation, bucket)
+            if runtime.shared_state:
+                begin_call()
             admitted = breaker.admit()
             if isinstance(admitted, Permit):
                 permit = admitted
@@ -167,6 +170,8 @@ class EventHandlers:
                 # in the metrics; the open circuit does not hear of it (it is no probe).
                 breaker = None
             else:
+                if runtime.shared_state:
+                    end_call()  # rejected: no after-call comes
                 observers = runtime.observers
                 try:  # may raise: see Observers.call_finished
                     observers.call_finished(service, operation, bucket, CIRCUIT_OPEN, None)
@@ -288,6 +293,9 @@ class EventHandlers:
                 runtime.observers.quota_exhausted(call.service, call.operation)
         except Exception:
             log_internal_error("after-call")
+        finally:
+            if runtime.shared_state:
+                end_call()
 
     def on_after_call_error(
         self,
@@ -307,6 +315,9 @@ class EventHandlers:
             self._finish(runtime, call, outcome, describe_attempt(None, None, exception), ERROR)
         except Exception:
             log_internal_error("after-call-error")
+        finally:
+            if runtime.shared_state:
+                end_call()
 
     @staticmethod
     def _finish(

@@ -63,6 +63,7 @@ class Runtime:
         "now",
         "observers",
         "settings",
+        "shared_state",
     )
 
     def __init__(
@@ -91,6 +92,9 @@ class Runtime:
         self.gap_filler = GapFiller(jitter)
         self.exempt = frozenset(filter(None, settings.exempt_operations.split(",")))
         """Operations an open circuit lets through (docs/how-to/critical-and-best-effort.md)."""
+        self.shared_state = circuits is not None and settings.state_url is not None
+        """Circuits live in a store: the handlers mark each call's bounds (``state.begin_call``),
+        so that no call waits on the store more than once."""
 
     def __repr__(self) -> str:
         return f"Runtime({self.settings!r})"

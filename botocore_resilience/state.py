@@ -10,12 +10,75 @@ The contract both sides keep is written out in ``breaker``'s module docstring.
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import NamedTuple, Optional, Protocol, Union
 
-__all__ = ["MIN_RETRY_AFTER", "CircuitState", "Mirror", "Permit", "StateBackend", "View"]
+__all__ = [
+    "MIN_RETRY_AFTER",
+    "CircuitState",
+    "Mirror",
+    "Permit",
+    "StateBackend",
+    "View",
+    "begin_call",
+    "end_call",
+    "may_wait",
+    "one_wait",
+    "waited",
+]
 
 MIN_RETRY_AFTER = 0.1
 """The least wait a rejection carries: a rejected call is never told "now"."""
+
+
+# -- one wait per call ---------------------------------------------------------------------
+#
+# A backend that keeps the state elsewhere (a store) waits on the network for some of its
+# operations, each bounded by ``state_timeout``. One AWS call may need several (its
+# circuit's first read, a probe slot, the failure, the opening): so that no call waits on
+# the store for more than ``state_timeout`` in all, a call may make one such round trip,
+# and the backend hands every further operation of that call to its own thread (as on an
+# asyncio event loop). The handlers mark where a call begins and ends; outside a call
+# (the breaker used directly, the operator CLI) every operation may wait.
+
+_call: ContextVar[Optional[list[bool]]] = ContextVar("botocore_resilience_call", default=None)
+
+
+def begin_call() -> None:
+    """A call begins in this context: it has not waited on a backend yet."""
+    _call.set([False])
+
+
+def end_call() -> None:
+    """The call of this context is over."""
+    _call.set(None)
+
+
+@contextmanager
+def one_wait() -> Iterator[None]:
+    """A scope of its own for what runs inside (a streaming body's late verdict, judged
+    in the caller's ``read()``): one round trip at most, then the enclosing scope again."""
+    token = _call.set([False])
+    try:
+        yield
+    finally:
+        _call.reset(token)
+
+
+def may_wait() -> bool:
+    """Whether an operation here may wait on the network: outside a call, or in a call
+    that has not waited yet."""
+    scope = _call.get()
+    return scope is None or not scope[0]
+
+
+def waited() -> None:
+    """The call of this context (if any) has made its one round trip."""
+    scope = _call.get()
+    if scope is not None:
+        scope[0] = True
 
 
 class CircuitState(enum.Enum):

@@ -43,7 +43,7 @@ from typing import Optional, Union
 
 from ..clock import Clock
 from ..local_state import LocalState
-from ..state import MIN_RETRY_AFTER, CircuitState, Mirror, Permit, View
+from ..state import MIN_RETRY_AFTER, CircuitState, Mirror, Permit, View, may_wait
 from .base import FleetState, StateStore, StoreUnavailable
 
 __all__ = ["STORE_DOWN_CAUSE", "SharedState"]
@@ -74,8 +74,10 @@ def _token_prefix() -> str:
     return f"{os.getpid()}-{secrets.token_hex(4)}"
 
 
-def _on_loop() -> bool:
-    return _get_running_loop() is not None
+def _must_not_wait() -> bool:
+    """On an asyncio event loop, or in a call that has waited on the store once already
+    (``state.may_wait``): store operations go to the store's thread."""
+    return _get_running_loop() is not None or not may_wait()
 
 
 class _LocalMirror:
@@ -191,8 +193,8 @@ class SharedState:
     # -- admission ----------------------------------------------------------------------------
 
     def admit(self, max_calls: int, lease: float) -> Union[Permit, float]:
-        on_loop = _on_loop()
-        if on_loop and not self._loaded and self._store.available:
+        in_background = _must_not_wait()
+        if in_background and not self._loaded and self._store.available:
             self._load_in_background()  # this process judges alone until it answers
         local = self._serving_local()
         if local is not None:
@@ -211,7 +213,7 @@ class SharedState:
                 return open_until - now
         elif state is _HALF_OPEN and now < free_at:
             return free_at - now
-        if on_loop:
+        if _must_not_wait():  # again: the first read above may have been this call's wait
             return self._reserved_probe(max_calls, lease)
         probe_id = next(self._probe_ids)
         try:
@@ -274,7 +276,7 @@ class SharedState:
             with contextlib.suppress(StoreUnavailable):
                 self._store.lease(self._name, token, seconds)
 
-        if _on_loop():
+        if _must_not_wait():
             self._store.submit(lease)
         else:
             lease()
@@ -293,7 +295,7 @@ class SharedState:
             local = self._local
             return local.finish_probe(permit, succeeded) if local is not None else None
         token = self._token(permit.probe_id)
-        if _on_loop():
+        if _must_not_wait():
             return self._finish_in_background(permit, token, succeeded)
         try:
             fleet = self._store.finish_probe(self._name, permit.generation, token, succeeded)
@@ -338,7 +340,7 @@ class SharedState:
                 # alone: its failure teaches the local state all the same.
                 return self._count_locally()
             return local.add_failure(seq)
-        if _on_loop():
+        if _must_not_wait():
             return self._count_in_background(seq)
         try:
             fleet = self._store.add_failure(self._name, seq)
@@ -391,7 +393,7 @@ class SharedState:
                 return
             self._apply(fleet)
 
-        if _on_loop():
+        if _must_not_wait():
             self._store.submit(clear)
         else:
             clear()
@@ -402,7 +404,7 @@ class SharedState:
         local = self._serving_local()
         if local is not None:
             return local.move(seq, to, cause, open_for, forced)
-        if _on_loop():
+        if _must_not_wait():
             return self._move_provisionally(seq, to, cause, open_for, forced)
         try:
             fleet = self._store.move(self._name, seq, to.value, cause, open_for, forced)
@@ -455,14 +457,19 @@ class SharedState:
 
     def _serving_local(self) -> Optional[LocalState]:
         """The local state serving now, or ``None`` while the store does. Reads the fleet's
-        state first where it was not read yet (first use, or the store came back) and the
-        caller may wait for it (not on an event loop)."""
+        state first where it was not read yet (first use, or the store came back): now if
+        the caller may wait for it, else on the store's thread (on an event loop, or in a
+        call that has waited once already)."""
         if self._loaded:
             if self._store.available:
                 return None
             return self._fall_back()  # the store's thread found it down
-        if self._store.available and not _on_loop() and self._load():
-            return None
+        if self._store.available:
+            if not _must_not_wait():
+                if self._load():
+                    return None
+            else:
+                self._load_in_background()
         local = self._local
         return local if local is not None else self._fall_back()
 

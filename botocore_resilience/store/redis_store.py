@@ -33,6 +33,7 @@ from collections import deque
 from importlib import resources
 from typing import Any, Callable, Optional
 
+from ..state import waited
 from .base import FleetState, StoreUnavailable, StoreWatcher
 from .keys import CHANNEL, STATE_PATTERN, circuit_of, probes_key, state_key
 from .url import StateUrl
@@ -237,6 +238,7 @@ class RedisStateStore:
         if not self._up or self._closed:
             raise StoreUnavailable("down")
         self._ensure_thread()
+        waited()  # the calling AWS call's one round trip (see state.begin_call)
         try:
             client = self._connected_client()
             reply = client.eval(

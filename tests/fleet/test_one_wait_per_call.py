@@ -1,0 +1,137 @@
+"""No AWS call waits on the state store more than once, so never more than ``state_timeout``.
+
+A call may need several store operations: its circuit's first read, a probe slot and its
+lease, the failure, the opening, the probe's outcome and the closing. Each is bounded by
+``state_timeout``; the first one a call makes runs in the caller's thread, and the rest go
+to the store's own thread (as on an asyncio event loop). Counted here, over real HTTP to
+the local S3 and a real ``redis-server``, by the thread each round trip runs on; nothing is
+timed. The fleet still hears every operation: the store's state is read back after each.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any, Callable
+
+import pytest
+import redis
+from prometheus_client import CollectorRegistry
+
+import botocore_resilience
+from botocore_resilience import CircuitBreakerOpen
+from botocore_resilience.store.keys import state_key
+from botocore_resilience.store.wiring import store_for
+from botocore_resilience.testing import SERVICE_UNAVAILABLE, FakeClock, LocalS3
+
+from .redis_servers import RedisServer
+
+CIRCUIT = "s3/us-east-1"
+DEADLINE = 30.0
+
+
+class RoundTrips:
+    """Every store round trip of this process, by the thread it ran on."""
+
+    def __init__(self, store: Any) -> None:
+        self.callers: list[str] = []
+        run = store._run
+
+        def counted(*args: Any) -> Any:
+            self.callers.append(threading.current_thread().name)
+            return run(*args)
+
+        store._run = counted
+
+    def take(self) -> list[str]:
+        """The threads of the round trips made since the last take."""
+        taken, self.callers = self.callers, []
+        return taken
+
+
+@pytest.fixture
+def fleet_client(
+    s3: LocalS3, redis_server: RedisServer
+) -> Iterator[tuple[Any, RoundTrips, FakeClock, Any]]:
+    clock = FakeClock()
+    session = s3.session()
+    installation = botocore_resilience.install(
+        session,
+        registry=CollectorRegistry(),
+        environ={},
+        clock=clock,
+        jitter=lambda: 0.0,
+        state_url=redis_server.url,
+        state_timeout=5.0,
+        max_attempts=1,
+        failure_threshold=1,
+        success_threshold=1,
+        recovery_timeout=30,
+    )
+    store = store_for(installation.settings)
+    trips = RoundTrips(store)
+    try:
+        yield s3.client(session=session), trips, clock, redis.Redis.from_url(redis_server.url)
+    finally:
+        installation.uninstall()
+        store.close()
+
+
+def _wait(predicate: Callable[[], bool], what: str) -> None:
+    pause = threading.Event()
+    for _ in range(int(DEADLINE / 0.01)):
+        if predicate():
+            return
+        pause.wait(0.01)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _fleet_state(store: Any) -> str:
+    state = store.hget(state_key(CIRCUIT), "st")
+    return state.decode() if state is not None else "closed"
+
+
+def _in_caller(trips: list[str]) -> int:
+    here = threading.current_thread().name
+    return sum(1 for name in trips if name == here)
+
+
+def test_a_first_call_that_fails_and_opens_the_fleet_waits_on_the_store_once(
+    s3: LocalS3, fleet_client: tuple[Any, RoundTrips, FakeClock, Any]
+) -> None:
+    client, trips, _clock, store = fleet_client
+    bucket = s3.create_bucket()
+    s3.inject(SERVICE_UNAVAILABLE, operation="HeadBucket")
+    # Three operations: the circuit's first read, the failure, the opening.
+    with pytest.raises(client.exceptions.ClientError):
+        client.head_bucket(Bucket=bucket)
+    _wait(lambda: _fleet_state(store) == "open", "the fleet's circuit to open")
+    made = trips.take()
+    assert _in_caller(made) == 1, made
+    assert len(made) >= 3, made  # the rest ran on the store's thread
+    with pytest.raises(CircuitBreakerOpen):  # and this process knows it, without asking
+        client.head_bucket(Bucket=bucket)
+    assert trips.take() == []
+
+
+def test_a_probe_that_closes_the_fleet_waits_on_the_store_once(
+    s3: LocalS3, fleet_client: tuple[Any, RoundTrips, FakeClock, Any]
+) -> None:
+    client, trips, clock, store = fleet_client
+    bucket = s3.create_bucket()
+    s3.inject(SERVICE_UNAVAILABLE, operation="HeadBucket")
+    with pytest.raises(client.exceptions.ClientError):
+        client.head_bucket(Bucket=bucket)
+    _wait(lambda: _fleet_state(store) == "open", "the fleet's circuit to open")
+    # The open period is measured on the store's clock: the probe waits for it there.
+    store.hset(state_key(CIRCUIT), "opened", 0)
+    clock.advance(31)
+    trips.take()
+    # A probe: its slot, the slot's lease, its outcome, the closing.
+    client.head_bucket(Bucket=bucket)
+    _wait(lambda: _fleet_state(store) == "closed", "the fleet's circuit to close")
+    made = trips.take()
+    assert _in_caller(made) == 1, made
+    assert len(made) >= 3, made
+    client.head_bucket(Bucket=bucket)
+    assert trips.take() == []  # closed again: the healthy path makes no round trip
