@@ -158,7 +158,7 @@ class EventHandlers:
         if circuits is not None:
             breaker = circuits.breaker_for(service, context.get("client_region"), operation, bucket)
             if runtime.shared_state:
-                begin_call()
+                begin_call(context.get("client_config"))
             admitted = breaker.admit()
             if isinstance(admitted, Permit):
                 permit = admitted

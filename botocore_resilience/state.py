@@ -13,7 +13,9 @@ import enum
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import NamedTuple, Optional, Protocol, Union
+from typing import Any, NamedTuple, Optional, Protocol, Union
+
+from .leases import probe_lease
 
 __all__ = [
     "MIN_RETRY_AFTER",
@@ -23,6 +25,7 @@ __all__ = [
     "StateBackend",
     "View",
     "begin_call",
+    "call_lease",
     "end_call",
     "may_wait",
     "one_wait",
@@ -43,12 +46,32 @@ MIN_RETRY_AFTER = 0.1
 # asyncio event loop). The handlers mark where a call begins and ends; outside a call
 # (the breaker used directly, the operator CLI) every operation may wait.
 
-_call: ContextVar[Optional[list[bool]]] = ContextVar("botocore_resilience_call", default=None)
+
+class _Call:
+    __slots__ = ("client_config", "waited")
+
+    def __init__(self, client_config: Any = None) -> None:
+        self.waited = False
+        self.client_config = client_config
 
 
-def begin_call() -> None:
-    """A call begins in this context: it has not waited on a backend yet."""
-    _call.set([False])
+_call: ContextVar[Optional[_Call]] = ContextVar("botocore_resilience_call", default=None)
+
+
+def begin_call(client_config: Any = None) -> None:
+    """A call begins in this context: it has not waited on a backend yet. ``client_config``
+    (its botocore ``Config``) sizes the lease of a probe slot taken for it."""
+    _call.set(_Call(client_config))
+
+
+def call_lease(default: float) -> float:
+    """The lease for a probe slot taken now: sized from the client of the call under way
+    (``leases.probe_lease``), so that a store holds it for no longer even if the process
+    dies before it could say more; ``default`` outside a call."""
+    scope = _call.get()
+    if scope is None or scope.client_config is None:
+        return default
+    return probe_lease(scope.client_config)
 
 
 def end_call() -> None:
@@ -60,7 +83,7 @@ def end_call() -> None:
 def one_wait() -> Iterator[None]:
     """A scope of its own for what runs inside (a streaming body's late verdict, judged
     in the caller's ``read()``): one round trip at most, then the enclosing scope again."""
-    token = _call.set([False])
+    token = _call.set(_Call())
     try:
         yield
     finally:
@@ -71,14 +94,14 @@ def may_wait() -> bool:
     """Whether an operation here may wait on the network: outside a call, or in a call
     that has not waited yet."""
     scope = _call.get()
-    return scope is None or not scope[0]
+    return scope is None or not scope.waited
 
 
 def waited() -> None:
     """The call of this context (if any) has made its one round trip."""
     scope = _call.get()
     if scope is not None:
-        scope[0] = True
+        scope.waited = True
 
 
 class CircuitState(enum.Enum):

@@ -43,7 +43,7 @@ from typing import Optional, Union
 
 from ..clock import Clock
 from ..local_state import LocalState
-from ..state import MIN_RETRY_AFTER, CircuitState, Mirror, Permit, View, may_wait
+from ..state import MIN_RETRY_AFTER, CircuitState, Mirror, Permit, View, call_lease, may_wait
 from .base import FleetState, StateStore, StoreUnavailable
 
 __all__ = ["STORE_DOWN_CAUSE", "SharedState"]
@@ -213,6 +213,9 @@ class SharedState:
                 return open_until - now
         elif state is _HALF_OPEN and now < free_at:
             return free_at - now
+        # The call's own lease from the start: its later set_lease may go to the store's
+        # thread, and a process killed before that must not hold the slot for longer.
+        lease = call_lease(lease)
         if _must_not_wait():  # again: the first read above may have been this call's wait
             return self._reserved_probe(max_calls, lease)
         probe_id = next(self._probe_ids)

@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 import pytest
 import redis
+from botocore.config import Config
 from prometheus_client import CollectorRegistry
 
 import botocore_resilience
@@ -35,10 +36,12 @@ class RoundTrips:
 
     def __init__(self, store: Any) -> None:
         self.callers: list[str] = []
+        self.operations: list[tuple[Any, ...]] = []
         run = store._run
 
         def counted(*args: Any) -> Any:
             self.callers.append(threading.current_thread().name)
+            self.operations.append(args[1:])
             return run(*args)
 
         store._run = counted
@@ -71,7 +74,8 @@ def fleet_client(
     store = store_for(installation.settings)
     trips = RoundTrips(store)
     try:
-        yield s3.client(session=session), trips, clock, redis.Redis.from_url(redis_server.url)
+        client = s3.client(session=session, config=Config(connect_timeout=2, read_timeout=3))
+        yield client, trips, clock, redis.Redis.from_url(redis_server.url)
     finally:
         installation.uninstall()
         store.close()
@@ -133,5 +137,10 @@ def test_a_probe_that_closes_the_fleet_waits_on_the_store_once(
     made = trips.take()
     assert _in_caller(made) == 1, made
     assert len(made) >= 3, made
+    # The slot was leased for what this call may take (1 attempt x (2 + 3 + 25) s) from
+    # the start, not for the breaker's default until the later lease: a process killed in
+    # between must not hold it longer.
+    (admission,) = [args for args in trips.operations if args[0] == "admit"]
+    assert admission[2] == 30_000, admission
     client.head_bucket(Bucket=bucket)
     assert trips.take() == []  # closed again: the healthy path makes no round trip
