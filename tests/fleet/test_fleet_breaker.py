@@ -29,6 +29,7 @@ from botocore_resilience.store.keys import state_key
 from botocore_resilience.testing import FakeClock
 
 from .redis_servers import RedisServer
+from .waits import wait_until
 
 NAME = "s3/us-east-1"
 OPEN = CircuitState.OPEN
@@ -73,21 +74,12 @@ def breakers(redis_server: RedisServer) -> Iterator[Callable[..., CircuitBreaker
         store.close()
 
 
-def _wait(predicate: Callable[[], bool], what: str) -> None:
-    pause = threading.Event()
-    for _ in range(int(DEADLINE / 0.01)):
-        if predicate():
-            return
-        pause.wait(0.01)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def test_a_healthy_call_makes_no_store_round_trip(
     breakers: Callable[..., CircuitBreaker], redis_server: RedisServer
 ) -> None:
     breaker = breakers()
     breaker.record(breaker.acquire(), Outcome.SUCCESS)  # first use: reads the fleet state
-    _wait(lambda: _evals(redis_server) >= 1, "the first read")
+    wait_until(lambda: _evals(redis_server) >= 1, "the first read")
     before = _evals(redis_server)
     for _ in range(500):
         breaker.record(breaker.acquire(), Outcome.SUCCESS)
@@ -102,9 +94,9 @@ def test_a_success_with_failures_pending_elsewhere_resets_the_fleet(
     b.record(b.acquire(), Outcome.SUCCESS)
     a.record(a.acquire(), Outcome.FAILURE, "503")
     a.record(a.acquire(), Outcome.FAILURE, "503")
-    _wait(lambda: b.consecutive_failures == 2, "b to hear of a's failures")
+    wait_until(lambda: b.consecutive_failures == 2, "b to hear of a's failures")
     b.record(b.acquire(), Outcome.SUCCESS)  # pending failures: this one goes to the store
-    _wait(lambda: a.consecutive_failures == 0, "a to hear of the reset")
+    wait_until(lambda: a.consecutive_failures == 0, "a to hear of the reset")
     a.record(a.acquire(), Outcome.FAILURE, "503")
     assert a.state is CircuitState.CLOSED
 
@@ -118,7 +110,7 @@ def test_the_failure_rate_of_one_process_opens_the_fleet(
     for outcome in (Outcome.SUCCESS, Outcome.FAILURE, Outcome.SUCCESS, Outcome.FAILURE):
         a.record(a.acquire(), outcome, "503")
     assert a.state is CircuitState.OPEN
-    _wait(lambda: b.state is CircuitState.OPEN, "b to hear of the opening")
+    wait_until(lambda: b.state is CircuitState.OPEN, "b to hear of the opening")
     assert b.acquire() is None
 
 
@@ -127,10 +119,10 @@ def test_force_open_and_reset_act_on_the_fleet(breakers: Callable[..., CircuitBr
     b.record(b.acquire(), Outcome.SUCCESS)
     a.force_open()
     assert a.forced
-    _wait(lambda: b.forced and b.state is CircuitState.OPEN, "b to hear of the override")
+    wait_until(lambda: b.forced and b.state is CircuitState.OPEN, "b to hear of the override")
     assert b.acquire() is None
     b.reset()
-    _wait(lambda: a.state is CircuitState.CLOSED and not a.forced, "a to hear of the reset")
+    wait_until(lambda: a.state is CircuitState.CLOSED and not a.forced, "a to hear of the reset")
     assert a.acquire() is not None
 
 
@@ -145,10 +137,10 @@ def test_forcing_an_open_circuit_is_a_transition_here_and_elsewhere(
         elsewhere.record(elsewhere.acquire(), Outcome.SUCCESS)  # its first read is made
         here.record(here.acquire(), Outcome.FAILURE, "503")
         assert here.state is CircuitState.OPEN
-        _wait(lambda: elsewhere.state is CircuitState.OPEN, "elsewhere to hear of the opening")
+        wait_until(lambda: elsewhere.state is CircuitState.OPEN, "elsewhere to hear of the opening")
         here.force_open()
         for breaker, seen in ((here, seen_here), (elsewhere, seen_elsewhere)):
-            _wait(lambda: breaker.forced and seen[-1].cause == FORCED, "the override reported")  # noqa: B023
+            wait_until(lambda: breaker.forced and seen[-1].cause == FORCED, "the override reported")  # noqa: B023
             assert (seen[-1].from_state, seen[-1].to_state) == (OPEN, OPEN), seen
     finally:
         store_here.close()
@@ -242,7 +234,7 @@ def test_the_policy_is_the_breakers_own_and_only_the_state_is_shared(
     for breaker in (a, b, a):  # three failures, counted across both
         breaker.record(breaker.acquire(), Outcome.FAILURE, "503")
     assert a.state is CircuitState.OPEN
-    _wait(lambda: b.state is CircuitState.OPEN, "b to hear of the opening")
+    wait_until(lambda: b.state is CircuitState.OPEN, "b to hear of the opening")
     assert redis_server.cli("hget", state_key(NAME), "st").strip() == "open"
     assert b.acquire() is None  # rejected from the mirror: the open period is the store's
 
@@ -266,7 +258,7 @@ def test_the_open_period_grows_with_failed_probes_anywhere_in_the_fleet(
             permit[0] = breaker.acquire()
             return permit[0] is not None
 
-        _wait(probe, "a probe to be admitted")
+        wait_until(probe, "a probe to be admitted")
         assert permit[0].is_probe
         breaker.record(permit[0], Outcome.FAILURE, "503")
 
@@ -308,7 +300,7 @@ def test_while_the_store_is_down_a_fresh_local_state_serves_and_the_fleet_wins_a
         assert backend.fleet_wide
         del seen[:]
         redis_server.kill()
-        _wait(lambda: not store.available, "the store's thread to notice")
+        wait_until(lambda: not store.available, "the store's thread to notice")
         # The first failure finds the store down: it is counted by a fresh local state.
         breaker.record(breaker.acquire(), Outcome.FAILURE, "503")
         assert not backend.fleet_wide
@@ -320,8 +312,8 @@ def test_while_the_store_is_down_a_fresh_local_state_serves_and_the_fleet_wins_a
             (CircuitState.CLOSED, CircuitState.OPEN)
         ]
         redis_server.start()  # same port, no data: the fleet's circuit is closed
-        _wait(lambda: backend.fleet_wide, "the rejoin")
-        _wait(lambda: breaker.state is CircuitState.CLOSED, "the fleet's state to win")
+        wait_until(lambda: backend.fleet_wide, "the rejoin")
+        wait_until(lambda: breaker.state is CircuitState.CLOSED, "the fleet's state to win")
         assert seen[-1].to_state is CircuitState.CLOSED
         assert breaker.acquire() is not None
     finally:
@@ -340,7 +332,7 @@ def test_a_fleet_circuit_left_open_when_the_store_fails_is_announced_closed_here
         assert breaker.state is CircuitState.OPEN
         assert store.wait_until_subscribed(DEADLINE)
         redis_server.kill()
-        _wait(lambda: not store.available, "the store's thread to notice")
+        wait_until(lambda: not store.available, "the store's thread to notice")
         assert breaker.acquire() is not None  # judged alone, from a fresh (closed) state
         assert breaker.state is CircuitState.CLOSED
         assert [(t.from_state, t.to_state, t.cause) for t in seen] == [
@@ -366,7 +358,7 @@ def test_a_store_that_fails_again_gets_a_fresh_local_state(redis_server: RedisSe
             locals_seen.append(backend._local)
             assert breaker.consecutive_failures == 1  # from scratch, this failure only
             redis_server.start()
-            _wait(lambda: backend.fleet_wide, "the rejoin")
+            wait_until(lambda: backend.fleet_wide, "the rejoin")
         assert locals_seen[0] is not locals_seen[1]
     finally:
         store.close()

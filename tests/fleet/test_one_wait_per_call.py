@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 import redis
@@ -26,6 +26,7 @@ from botocore_resilience.store.wiring import store_for
 from botocore_resilience.testing import SERVICE_UNAVAILABLE, FakeClock, LocalS3
 
 from .redis_servers import RedisServer
+from .waits import wait_until
 
 CIRCUIT = "s3/us-east-1"
 DEADLINE = 30.0
@@ -81,15 +82,6 @@ def fleet_client(
         store.close()
 
 
-def _wait(predicate: Callable[[], bool], what: str) -> None:
-    pause = threading.Event()
-    for _ in range(int(DEADLINE / 0.01)):
-        if predicate():
-            return
-        pause.wait(0.01)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def _fleet_state(store: Any) -> str:
     state = store.hget(state_key(CIRCUIT), "st")
     return state.decode() if state is not None else "closed"
@@ -109,7 +101,7 @@ def test_a_first_call_that_fails_and_opens_the_fleet_waits_on_the_store_once(
     # Three operations: the circuit's first read, the failure, the opening.
     with pytest.raises(client.exceptions.ClientError):
         client.head_bucket(Bucket=bucket)
-    _wait(lambda: _fleet_state(store) == "open", "the fleet's circuit to open")
+    wait_until(lambda: _fleet_state(store) == "open", "the fleet's circuit to open")
     made = trips.take()
     assert _in_caller(made) == 1, made
     assert len(made) >= 3, made  # the rest ran on the store's thread
@@ -126,14 +118,14 @@ def test_a_probe_that_closes_the_fleet_waits_on_the_store_once(
     s3.inject(SERVICE_UNAVAILABLE, operation="HeadBucket")
     with pytest.raises(client.exceptions.ClientError):
         client.head_bucket(Bucket=bucket)
-    _wait(lambda: _fleet_state(store) == "open", "the fleet's circuit to open")
+    wait_until(lambda: _fleet_state(store) == "open", "the fleet's circuit to open")
     # The open period is measured on the store's clock: the probe waits for it there.
     store.hset(state_key(CIRCUIT), "opened", 0)
     clock.advance(31)
     trips.take()
     # A probe: its slot, the slot's lease, its outcome, the closing.
     client.head_bucket(Bucket=bucket)
-    _wait(lambda: _fleet_state(store) == "closed", "the fleet's circuit to close")
+    wait_until(lambda: _fleet_state(store) == "closed", "the fleet's circuit to close")
     made = trips.take()
     assert _in_caller(made) == 1, made
     assert len(made) >= 3, made

@@ -3,13 +3,13 @@ service at once, counted at the server, even when the probing process is SIGKILL
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 from botocore_resilience.testing import SERVICE_UNAVAILABLE, LocalS3
 
 from .fleet import Worker, fleet
 from .redis_servers import RedisServer
+from .waits import wait_until
 
 DEADLINE = 120.0
 
@@ -36,15 +36,6 @@ def _options(s3: LocalS3, bucket: str, server: RedisServer, **install: Any) -> d
         "plan": "loop",
         "install": settings,
     }
-
-
-def _wait_until(predicate: Any, what: str) -> None:
-    pause = threading.Event()
-    for _ in range(int(DEADLINE / 0.02)):
-        if predicate():
-            return
-        pause.wait(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _held_at_server(s3: LocalS3, prober: Worker) -> bool:
@@ -78,7 +69,7 @@ def test_at_most_half_open_max_calls_probes_reach_the_service_from_the_whole_fle
             worker.wait_for("transition", **{"from": "half_open", "to": "open"})
         s3.reset()  # healthy again, but slow: each probe holds its slot for 0.2 s
         s3.latency = 0.2
-        _wait_until(lambda: s3.requests.total >= 30, "30 probes")
+        wait_until(lambda: s3.requests.total >= 30, "30 probes", DEADLINE)
         peak = s3.max_in_flight
         workers.send("stop")
         summaries = workers.summaries()
@@ -118,9 +109,10 @@ def test_a_probing_process_killed_mid_probe_does_not_wedge_the_fleet(
         others.send("go")
         # Its threads are rejected while the dead probe's lease holds the slot, then probe,
         # one at a time.
-        _wait_until(
+        wait_until(
             lambda: sum(r.key == "w1" and r.status == 200 for r in s3.requests.records()) >= 3,
             "three probes of the other process",
+            DEADLINE,
         )
         others.send("stop")
         (summary,) = workers.summaries([others])

@@ -19,6 +19,7 @@ from botocore_resilience.store.keys import probes_key, state_key
 from botocore_resilience.store.redis_store import RedisStateStore
 
 from .redis_servers import RedisCluster, RedisServer
+from .waits import wait_until
 
 DEADLINE = 30.0
 NAME = "s3/us-east-1"
@@ -59,15 +60,6 @@ def stores(redis_server: RedisServer) -> Iterator[Callable[..., RedisStateStore]
     yield make
     for store in made:
         store.close()
-
-
-def _wait_for(predicate: Callable[[], bool], what: str) -> None:
-    event = threading.Event()
-    for _ in range(int(DEADLINE / 0.01)):
-        if predicate():
-            return
-        event.wait(0.01)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_failures_are_counted_across_stores_and_only_the_current_seq_moves(
@@ -133,7 +125,7 @@ def _half_open(store: RedisStateStore, token: str, max_calls: int = 1) -> FleetS
         result[:] = [store.admit(NAME, max_calls, 60, token)]
         return result[0].state != "open"
 
-    _wait_for(granted, "the open period to end")
+    wait_until(granted, "the open period to end")
     return result[0]
 
 
@@ -177,7 +169,7 @@ def test_a_lost_probe_frees_its_slot_when_its_lease_ends(
     a.lease(NAME, "lost", 0.05)  # the caller said its call may take 50 ms at most
     # Its owner never reports (killed): once the lease ran out on the store's clock, the
     # slot goes to someone else.
-    _wait_for(lambda: b.admit(NAME, 1, 60, "b-2").granted, "the lease to run out")
+    wait_until(lambda: b.admit(NAME, 1, 60, "b-2").granted, "the lease to run out")
     # ... and the late outcome of the lost probe changes nothing.
     late = a.finish_probe(NAME, lost.seq, "lost", False)
     assert (late.applied, late.state, late.failures) == (False, "half_open", 0)
@@ -259,7 +251,7 @@ def test_every_change_is_published_to_watchers(stores: Callable[..., RedisStateS
     for _ in range(3):
         b.add_failure(NAME, 0)
     b.move(NAME, 0, "open", "503", 60.0, False)
-    _wait_for(lambda: len(seen) == 4, "four published changes")
+    wait_until(lambda: len(seen) == 4, "four published changes")
     assert [s.failures for s in seen] == [1, 2, 3, 3]
     assert (seen[-1].state, seen[-1].from_state) == ("open", "closed")
     assert seen[-1].version > seen[0].version
@@ -493,7 +485,7 @@ def test_cluster_counts_leases_and_publishes_across_masters(
             a.add_failure(name, 0)
             opened = b.move(name, 0, "open", "503", 0.001, False)
             assert opened.state == "open", name
-        _wait_for(lambda: len([s for s in seen if s.state == "open"]) == len(names), "all opens")
+        wait_until(lambda: len([s for s in seen if s.state == "open"]) == len(names), "all opens")
         listed = {s.circuit for s in a.circuits()}
         assert set(names) <= listed
     finally:

@@ -4,9 +4,8 @@ through OpenTelemetry with ``metrics="otel"`` (where nothing goes to prometheus-
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import pytest
 from prometheus_client import REGISTRY, CollectorRegistry
@@ -16,6 +15,7 @@ from botocore_resilience.store import ERROR_KINDS
 from botocore_resilience.store.wiring import store_for
 
 from .redis_servers import RedisServer
+from .waits import wait_until
 
 DEADLINE = 30.0
 
@@ -87,15 +87,6 @@ def runtime(redis_server: RedisServer, readings: _Readings) -> Iterator[Runtime]
     store_for(built.settings).close()
 
 
-def _wait(predicate: Callable[[], bool], what: str) -> None:
-    pause = threading.Event()
-    for _ in range(int(DEADLINE / 0.01)):
-        if predicate():
-            return
-        pause.wait(0.01)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def test_the_store_families_follow_an_outage_of_the_store(
     redis_server: RedisServer, readings: _Readings, runtime: Runtime
 ) -> None:
@@ -109,7 +100,7 @@ def test_the_store_families_follow_an_outage_of_the_store(
     redis_server.kill()
     # Another circuit's first use finds the store gone; the call still goes ahead.
     assert circuits.breaker_for("s3", "eu-west-1", "GetObject", "").acquire() is not None
-    _wait(lambda: readings.up() == 0, "up to read 0 while the store is down")
+    wait_until(lambda: readings.up() == 0, "up to read 0 while the store is down")
     errors = readings.errors()
     # Each operation the outage failed (the call's, and the subscription's read when it
     # noticed first or at the same moment): at least one, all of them "connection".
@@ -117,7 +108,7 @@ def test_the_store_families_follow_an_outage_of_the_store(
     assert [errors[kind] for kind in ("timeout", "response", "other")] == [0, 0, 0], errors
 
     redis_server.start()  # the same port: the process rejoins
-    _wait(lambda: readings.up() == 1, "up to read 1 once the store answers again")
+    wait_until(lambda: readings.up() == 1, "up to read 1 once the store answers again")
 
 
 def test_with_metrics_otel_nothing_goes_to_prometheus_client(redis_server: RedisServer) -> None:
