@@ -92,16 +92,22 @@ def _in_caller(trips: list[str]) -> int:
     return sum(1 for name in trips if name == here)
 
 
+def _open_the_fleet(s3: LocalS3, client: Any, store: Any) -> str:
+    """One failed call (threshold 1) opens the fleet's circuit; the bucket it named."""
+    bucket = s3.create_bucket()
+    s3.inject(SERVICE_UNAVAILABLE, operation="HeadBucket")
+    with pytest.raises(client.exceptions.ClientError):
+        client.head_bucket(Bucket=bucket)
+    wait_until(lambda: _fleet_state(store) == "open", "the fleet's circuit to open")
+    return bucket
+
+
 def test_a_first_call_that_fails_and_opens_the_fleet_waits_on_the_store_once(
     s3: LocalS3, fleet_client: tuple[Any, RoundTrips, FakeClock, Any]
 ) -> None:
     client, trips, _clock, store = fleet_client
-    bucket = s3.create_bucket()
-    s3.inject(SERVICE_UNAVAILABLE, operation="HeadBucket")
     # Three operations: the circuit's first read, the failure, the opening.
-    with pytest.raises(client.exceptions.ClientError):
-        client.head_bucket(Bucket=bucket)
-    wait_until(lambda: _fleet_state(store) == "open", "the fleet's circuit to open")
+    bucket = _open_the_fleet(s3, client, store)
     made = trips.take()
     assert _in_caller(made) == 1, made
     assert len(made) >= 3, made  # the rest ran on the store's thread
@@ -114,11 +120,7 @@ def test_a_probe_that_closes_the_fleet_waits_on_the_store_once(
     s3: LocalS3, fleet_client: tuple[Any, RoundTrips, FakeClock, Any]
 ) -> None:
     client, trips, clock, store = fleet_client
-    bucket = s3.create_bucket()
-    s3.inject(SERVICE_UNAVAILABLE, operation="HeadBucket")
-    with pytest.raises(client.exceptions.ClientError):
-        client.head_bucket(Bucket=bucket)
-    wait_until(lambda: _fleet_state(store) == "open", "the fleet's circuit to open")
+    bucket = _open_the_fleet(s3, client, store)
     # The open period is measured on the store's clock: the probe waits for it there.
     store.hset(state_key(CIRCUIT), "opened", 0)
     clock.advance(31)
