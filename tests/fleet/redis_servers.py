@@ -21,6 +21,7 @@ __all__ = ["REDIS_SERVER", "RedisCluster", "RedisServer", "free_port", "redis_av
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 REDIS_CLI = shutil.which("redis-cli") or "/usr/bin/redis-cli"
 _DEADLINE = 30.0
+_PORT_TRIES = 5
 
 
 def redis_available() -> bool:
@@ -65,6 +66,7 @@ class RedisServer:
         self.cluster = cluster
         self.port = free_port(cluster=cluster)
         self.process: Optional[subprocess.Popen[bytes]] = None
+        self._started = False
 
     @property
     def url(self) -> str:
@@ -72,6 +74,19 @@ class RedisServer:
         return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def start(self) -> RedisServer:
+        """Start it; on its first start, on another free port if this one was taken meanwhile
+        (another process may bind a port between ``free_port`` choosing it and redis-server
+        binding it: seen with two tox envs running side by side). A restart keeps its port."""
+        for _ in range(_PORT_TRIES):
+            if self._launch():
+                self._started = True
+                return self
+            if not self._started:  # a restart tries its own port again: clients reconnect to it
+                self.port = free_port(cluster=self.cluster)
+        raise RuntimeError(f"redis-server on port {self.port} did not start")
+
+    def _launch(self) -> bool:
+        """``True`` once it answers; ``False`` if it exited first (its port was taken)."""
         args = [
             REDIS_SERVER,
             "--port", str(self.port),
@@ -93,11 +108,16 @@ class RedisServer:
             args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=self.directory
         )
         deadline = time.monotonic() + _DEADLINE
-        while not _ping(self.port, self.password):
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"redis-server on port {self.port} did not start")
+        while True:
+            answered = _ping(self.port, self.password)
+            if self.process.poll() is not None:  # exited: whoever answered, it was not ours
+                self.process = None
+                return False
+            if answered:
+                return True
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"redis-server on port {self.port} did not answer")
             time.sleep(0.01)
-        return self
 
     def kill(self) -> None:
         """SIGKILL, and wait until the port refuses connections."""
