@@ -67,6 +67,7 @@ class RedisServer:
         self.port = free_port(cluster=cluster)
         self.process: Optional[subprocess.Popen[bytes]] = None
         self._started = False
+        self.log = ""
 
     @property
     def url(self) -> str:
@@ -77,13 +78,21 @@ class RedisServer:
         """Start it; on its first start, on another free port if this one was taken meanwhile
         (another process may bind a port between ``free_port`` choosing it and redis-server
         binding it: seen with two tox envs running side by side). A restart keeps its port."""
-        for _ in range(_PORT_TRIES):
+        for attempt in range(_PORT_TRIES):
             if self._launch():
                 self._started = True
                 return self
-            if not self._started:  # a restart tries its own port again: clients reconnect to it
+            # A restart tries its own port again: clients reconnect to it.
+            if not self._started and attempt + 1 < _PORT_TRIES:
                 self.port = free_port(cluster=self.cluster)
-        raise RuntimeError(f"redis-server on port {self.port} did not start")
+        raise RuntimeError(f"redis-server on port {self.port} did not start: {self._last_words()}")
+
+    def _last_words(self) -> str:
+        try:
+            with open(self.log, encoding="utf-8", errors="replace") as log:
+                return " | ".join(log.read().strip().splitlines()[-3:])
+        except OSError:
+            return "(no log)"
 
     def _launch(self) -> bool:
         """``True`` once it answers; ``False`` if it exited first (its port was taken)."""
@@ -104,9 +113,12 @@ class RedisServer:
                 "--cluster-config-file", f"nodes-{self.port}.conf",
                 "--cluster-node-timeout", "5000",
             ]  # fmt: skip
-        self.process = subprocess.Popen(
-            args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=self.directory
-        )
+        # Its own words on why it stopped, for the error below.
+        self.log = os.path.join(self.directory, f"redis-{self.port}.log")
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen(
+                args, stdout=log, stderr=subprocess.STDOUT, cwd=self.directory
+            )
         deadline = time.monotonic() + _DEADLINE
         while True:
             answered = _ping(self.port, self.password)
@@ -116,7 +128,9 @@ class RedisServer:
             if answered:
                 return True
             if time.monotonic() > deadline:
-                raise RuntimeError(f"redis-server on port {self.port} did not answer")
+                raise RuntimeError(
+                    f"redis-server on port {self.port} did not answer: {self._last_words()}"
+                )
             time.sleep(0.01)
 
     def kill(self) -> None:
