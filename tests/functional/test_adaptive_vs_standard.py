@@ -3,9 +3,10 @@
 In adaptive mode, once throttling has switched its token bucket on, every attempt waits for
 a token (0.5 a second at worst) before it is sent, so the breaker hears of each failed call
 later: in a sustained SlowDown storm the circuit opened after 37.0 s instead of 19.7 s, for
-the same 20 requests (bench/adaptive_vs_standard.py, medians of 3 runs; docs/performance.md). The plugin's default is therefore
-standard mode. Asserted here as behaviour, never as time: how many requests go out before
-the circuit opens, and how many attempts a token bucket would have held back (each a wait).
+the same 20 requests (bench/adaptive_vs_standard.py, medians of 3 runs; docs/performance.md).
+The plugin's default is therefore standard mode. Asserted here as behaviour, never as time:
+how many requests go out before the circuit opens, and how many attempts a token bucket
+would have held back (each a wait).
 """
 
 from __future__ import annotations
