@@ -23,11 +23,13 @@ circuits of this process. It starts on first use and again, lazily, in a forked 
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import inspect
 import logging
 import os
 import threading
+import time
 import weakref
 from collections import deque
 from importlib import resources
@@ -130,6 +132,8 @@ class RedisStateStore:
         self._tasks: deque[Callable[[], None]] = deque()
         self._subscribed = threading.Event()
         self._has_tasks = threading.Event()
+        self._idle = threading.Event()  # set while no queued operation waits or runs
+        self._idle.set()
         self._worker: Optional[threading.Thread] = None
         _stores.add(self)
         self._on_up(True)
@@ -188,10 +192,26 @@ class RedisStateStore:
 
     def submit(self, task: Callable[[], None]) -> None:
         """Run ``task`` soon on a thread of the store's own: for callers that must not wait
-        on the network (an asyncio event loop, a finaliser). Never blocks."""
+        on the network (an asyncio event loop, a finaliser, a call that waited once). Never
+        blocks. What is still queued when the interpreter exits is run first (:meth:`flush`)."""
+        self._idle.clear()
         self._tasks.append(task)
         self._ensure_worker()
         self._has_tasks.set()
+
+    def flush(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for the queued operations to be made; ``True`` if
+        none is left. Run at interpreter exit: a short-lived process (an AWS CLI run, a
+        Lambda invocation, a cron job) must not take the opening it decided with it."""
+        deadline = time.monotonic() + timeout
+        while self._tasks or not self._idle.is_set():
+            if self._worker is None or self._closed or self._pid != os.getpid():
+                return not self._tasks
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            self._idle.wait(min(left, _POLL))
+        return True
 
     def _ensure_worker(self) -> None:
         if self._pid != os.getpid():
@@ -215,6 +235,7 @@ class RedisStateStore:
                 except IndexError:
                     break
                 _safely(task)
+            self._idle.set()
 
     def force(self, circuit: str, state: str, cause: str) -> FleetState:
         if state not in ("open", "closed"):
@@ -373,6 +394,8 @@ class RedisStateStore:
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._has_tasks = threading.Event()
+        self._idle = threading.Event()
+        self._idle.set()
         self._thread = None
         self._worker = None
         self._pid = os.getpid()
@@ -463,8 +486,22 @@ _stores: weakref.WeakSet[RedisStateStore] = weakref.WeakSet()
 
 def _reinit_after_fork() -> None:
     for store in list(_stores):
+        store._tasks.clear()  # the parent's operations: its own thread makes them
         store._after_fork()
+
+
+_EXIT_WAIT = 1.0
+"""Seconds an exiting interpreter gives each store's queued operations, on top of its
+``state_timeout`` (each operation is bounded by it, and a failed one makes the rest fail
+at once)."""
+
+
+def _flush_at_exit() -> None:
+    for store in list(_stores):
+        with contextlib.suppress(Exception):
+            store.flush(_EXIT_WAIT + store._timeout)
 
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_reinit_after_fork)
+atexit.register(_flush_at_exit)

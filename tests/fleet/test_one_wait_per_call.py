@@ -10,6 +10,8 @@ timed. The fleet still hears every operation: the store's state is read back aft
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -138,3 +140,45 @@ def test_a_probe_that_closes_the_fleet_waits_on_the_store_once(
     assert admission[2] == 30_000, admission
     client.head_bucket(Bucket=bucket)
     assert trips.take() == []  # closed again: the healthy path makes no round trip
+
+
+EXITS_RIGHT_AFTER = """
+import sys
+
+from botocore.config import Config
+from prometheus_client import CollectorRegistry
+
+import botocore_resilience
+from botocore_resilience.testing._clients import make_client, make_session
+
+endpoint, url = sys.argv[1], sys.argv[2]
+session = make_session()
+botocore_resilience.install(
+    session, registry=CollectorRegistry(), environ={}, state_url=url, state_timeout=5.0,
+    failure_threshold=1, max_attempts=1,
+)
+client = make_client(endpoint, session=session, config=Config(retries={"total_max_attempts": 1}))
+try:
+    client.head_bucket(Bucket=sys.argv[3])
+except Exception as error:
+    print(type(error).__name__)
+"""
+
+
+def test_a_process_that_exits_right_after_opening_the_circuit_leaves_it_open_for_the_fleet(
+    s3: LocalS3, redis_server: RedisServer
+) -> None:
+    # An AWS CLI run, a cron job, a Lambda invocation: the call that opens the circuit is
+    # its last. The opening, made on the store's thread, must not die with the process.
+    bucket = s3.create_bucket()
+    s3.inject(SERVICE_UNAVAILABLE, times=None, operation="HeadBucket")
+    done = subprocess.run(
+        [sys.executable, "-c", EXITS_RIGHT_AFTER, s3.endpoint_url, redis_server.url, bucket],
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE * 4,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ClientError", done.stdout + done.stderr
+    assert _fleet_state(redis.Redis.from_url(redis_server.url)) == "open"
