@@ -560,6 +560,13 @@ class _Mirror:
             breaker._window.clear()
         breaker._closed_permit = view.closed_permit  # last: it opens the lock-free path
 
+    def probe_counted(self, view: View) -> None:
+        breaker = self._breaker()
+        if breaker is None or view.state is not _HALF_OPEN:
+            return
+        if view.successes >= breaker._policy.success_threshold:
+            breaker._backend.move(view.seq, _CLOSED, f"{view.successes} successful probes")
+
     def announce(self, view: View) -> None:
         # Outside every lock: an observer may log, and a log handler may itself make an AWS
         # call through this very circuit.

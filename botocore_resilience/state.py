@@ -181,6 +181,12 @@ class Mirror(Protocol):
         """A transition (``view.from_state`` set), called outside every lock."""
         ...
 
+    def probe_counted(self, view: View) -> None:
+        """A successful probe counted after the breaker decided on it (a store's reply to an
+        outcome it was handed in the background), outside every lock: the breaker closes
+        the circuit if the probes now suffice."""
+        ...
+
 
 class StateBackend(Protocol):
     """Where one circuit's state lives. See ``breaker``'s module docstring for the contract."""

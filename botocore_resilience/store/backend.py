@@ -106,6 +106,9 @@ class _LocalMirror:
         if backend is not None:
             backend._sink.announce(view)
 
+    def probe_counted(self, view: View) -> None:  # a local state decides as it counts
+        return None
+
 
 class SharedState:
     """One circuit's state in a store shared by a fleet. Thread-safe; never holds its lock
@@ -329,6 +332,10 @@ class SharedState:
                 self._fall_back()
                 return
             self._apply(fleet)
+            if succeeded and fleet.applied:
+                # The mirror the policy decided from may not have held every probe counted
+                # before this one (another process's, heard late): the store's count decides.
+                self._sink.probe_counted(self._view_of(fleet))
 
         self._store.submit(finish)
         return view

@@ -22,7 +22,7 @@ from botocore_resilience.breaker import (
     Transition,
 )
 from botocore_resilience.local_state import LocalState
-from botocore_resilience.state import Mirror
+from botocore_resilience.state import Mirror, begin_call, end_call, waited
 from botocore_resilience.store import StateStore, open_store, parse_state_url
 from botocore_resilience.store.backend import STORE_DOWN_CAUSE, SharedState
 from botocore_resilience.store.keys import state_key
@@ -272,6 +272,66 @@ def test_the_open_period_grows_with_failed_probes_anywhere_in_the_fleet(
         fail_a_probe(b, clocks[1])
         assert open_for_ms() == 400  # recovery_timeout_max
         assert int(redis_server.cli("hget", state_key(NAME), "reop")) == 3
+    finally:
+        for store in stores:
+            store.close()
+
+
+class _Deaf:
+    """A store whose process hears nothing published: its mirror lags the fleet's state."""
+
+    def __init__(self, store: Any) -> None:
+        self._store = store
+
+    def watch(self, circuit: str, watcher: Any, on_rejoin: Callable[[], None]) -> None:
+        pass
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+
+def test_a_probe_counted_in_the_background_closes_the_circuit_when_the_store_says_enough(
+    redis_server: RedisServer,
+) -> None:
+    # Two probes in flight, in two processes; b's outcome goes to its store's thread (its
+    # call waited on the store once already) and b never heard of a's success: b's policy
+    # sees 1 of 2 successes, the store counts 2. The store's count must close the circuit,
+    # not a third probe.
+    stores = [open_store(parse_state_url(redis_server.url), 2.0) for _ in range(2)]
+    clocks = [FakeClock(), FakeClock()]
+    policy = {
+        "failure_threshold": 1,
+        "recovery_timeout": 0.05,
+        "success_threshold": 2,
+        "half_open_max_calls": 2,
+    }
+    a = on_store(stores[0], clocks[0], **policy)
+    b = on_store(_Deaf(stores[1]), clocks[1], **policy)
+    try:
+        a.record(a.acquire(), Outcome.FAILURE, "503")  # open: b reads it on first use
+        probes: list[Any] = []
+        for breaker, clock in ((a, clocks[0]), (b, clocks[1])):
+
+            def admitted(breaker: CircuitBreaker = breaker, clock: FakeClock = clock) -> bool:
+                clock.advance(1.0)  # past the mirror's open period: the store's clock decides
+                permit = breaker.acquire()
+                if permit is not None:
+                    probes.append(permit)
+                return permit is not None
+
+            wait_until(admitted, "a probe to be admitted")
+        assert [permit.is_probe for permit in probes] == [True, True]
+        a.record(probes[0], Outcome.SUCCESS)  # the store counts 1
+        begin_call()  # b's call has waited once (its admission): its outcome goes behind
+        waited()
+        try:
+            b.record(probes[1], Outcome.SUCCESS)
+        finally:
+            end_call()
+        wait_until(
+            lambda: redis_server.cli("hget", state_key(NAME), "st").strip() == "closed",
+            "the store's second success to close the circuit",
+        )
     finally:
         for store in stores:
             store.close()
