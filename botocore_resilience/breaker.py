@@ -562,7 +562,9 @@ class _Mirror:
 
     def probe_counted(self, view: View) -> None:
         breaker = self._breaker()
-        if breaker is None or view.state is not _HALF_OPEN:
+        # Moved on already (this process's policy decided, e.g. a close shown before the
+        # store made it): nothing left to decide.
+        if breaker is None or view.state is not _HALF_OPEN or breaker._generation != view.seq:
             return
         if view.successes >= breaker._policy.success_threshold:
             breaker._backend.move(view.seq, _CLOSED, f"{view.successes} successful probes")
